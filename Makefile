@@ -1,0 +1,60 @@
+# The two commands a user needs: `make demo` and `make test`. Each sets up what is missing
+# (system packages, a virtualenv in .venv, the build) and is quick the second time.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(abspath $(VENV)/bin)
+STAMPS := $(VENV)/.stamps
+BUILD_DIR := build/python
+SOURCES := $(shell find csrc python -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
+CXX_FILES := $(shell find csrc tests/cpp -name '*.cpp' -o -name '*.h')
+
+.PHONY: setup demo test test-cpp test-python lint format bench clean
+
+setup: $(STAMPS)/installed
+
+$(STAMPS)/venv:
+	$(PYTHON) -m venv $(VENV)
+	mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/system: scripts/install-system-deps.sh | $(STAMPS)/venv
+	bash scripts/install-system-deps.sh
+	touch $@
+
+$(STAMPS)/python-deps: requirements-dev.txt | $(STAMPS)/venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Built with the torch already in the venv (no isolated build that would fetch another).
+$(STAMPS)/installed: $(SOURCES) $(STAMPS)/system $(STAMPS)/python-deps
+	PATH="$(BIN):$$PATH" $(PY) -m pip install -q --disable-pip-version-check \
+	  --no-build-isolation --no-deps -Ccmake.define.TSNATIVE_BUILD_TESTS=ON .
+	touch $@
+
+demo: setup
+	PATH="$(BIN):$$PATH" $(PY) examples/demo.py
+
+test: setup lint test-cpp test-python
+
+test-cpp: setup
+	PATH="$(BIN):$$PATH" ctest --test-dir $(BUILD_DIR) --output-on-failure
+
+test-python: setup
+	PATH="$(BIN):$$PATH" $(PY) -m pytest
+
+lint: $(STAMPS)/python-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/clang-format --dry-run -Werror $(CXX_FILES)
+
+format: $(STAMPS)/python-deps
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/clang-format -i $(CXX_FILES)
+
+bench: setup
+	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,46 @@
+// The error types every layer agrees on. The core throws only these; the Python binding maps
+// each to one exception class and ts-infer's main turns them into one line on stderr.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tsnative {
+
+// Base of every error the core throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The model file could not be loaded: missing, not TorchScript, too new, bad device.
+class LoadError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Running a method failed: unknown method, an exception raised inside the model, ...
+class InferenceError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The arguments do not match the method's signature (count or types).
+class ArgumentError : public InferenceError {
+ public:
+  using InferenceError::InferenceError;
+};
+
+// An input file (tensor or image) could not be read or decoded.
+class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An option has a value the core cannot use (a malformed device string, k < 1, ...).
+class OptionError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace tsnative

@@ -1,0 +1,217 @@
+#include "core/model.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include <c10/core/GradMode.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include "core/errors.h"
+#include "core/runtime.h"
+
+namespace tsnative {
+namespace {
+
+bool contains(const std::string& text, const char* part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+std::string quoted(const std::string& path) { return "'" + path + "'"; }
+
+// Turns LibTorch's archive-reader messages into one sentence that names the cause.
+std::string describe_load_failure(const std::string& path, const std::string& message) {
+  if (contains(message, "maximum supported version for reading")) {
+    const auto start = message.find("Attempted to read");
+    const auto end = message.find(". The version", start);
+    return quoted(path) + " was saved by a newer PyTorch than this LibTorch (" + torch_version() +
+           ") can read: " + message.substr(start, end - start);
+  }
+  if (contains(message, "failed reading zip archive")) {
+    return quoted(path) + " is not a TorchScript archive (not a readable zip file; " +
+           "is it truncated or some other format?)";
+  }
+  if (contains(message, "constants.pkl") || contains(message, "code/")) {
+    return quoted(path) +
+           " is not a TorchScript archive: it holds no TorchScript code (saved with torch.save "
+           "instead of torch.jit.save / torch.jit.script(...).save?)";
+  }
+  return "cannot load " + quoted(path) + ": " + first_line(message);
+}
+
+// A TorchScript failure carries two tracebacks and the exception text last. Keep the text
+// ("ValueError: ..."), plus where in the original source it was raised.
+std::string describe_script_failure(const std::string& method, const std::string& message) {
+  if (!contains(message, "Traceback of TorchScript")) {
+    return method + "() failed: " + message;
+  }
+  std::istringstream lines(message);
+  std::string line, cause, location;
+  bool after_marker = false;
+  while (std::getline(lines, line)) {
+    if (contains(line, "<--- HERE")) {
+      after_marker = true;
+      cause.clear();
+    } else if (line.rfind("  File \"", 0) == 0) {
+      location = line.substr(2);
+      after_marker = false;
+    } else if (after_marker && !line.empty() && line[0] != ' ') {
+      cause += (cause.empty() ? "" : " ") + line;
+    }
+  }
+  if (cause.rfind("builtins.", 0) == 0) {
+    cause.erase(0, std::string("builtins.").size());
+  }
+  if (cause.empty()) {
+    cause = first_line(message);
+  }
+  return method + "() raised " + cause + (location.empty() ? "" : " [" + location + "]");
+}
+
+// Returns `value` with every tensor inside it (lists, tuples and dicts included) on `device`.
+// Containers are copied, so the caller's own lists and dicts are left as they were.
+c10::IValue to_device(const c10::IValue& value, const c10::Device& device) {
+  if (value.isTensor()) {
+    return value.toTensor().to(device);
+  }
+  if (value.isList()) {
+    auto list = value.toList().copy();
+    for (size_t i = 0; i < list.size(); ++i) {
+      list.set(i, to_device(list.get(i), device));
+    }
+    return list;
+  }
+  if (value.isTuple()) {
+    std::vector<c10::IValue> elements;
+    for (const auto& element : value.toTupleRef().elements()) {
+      elements.push_back(to_device(element, device));
+    }
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  if (value.isGenericDict()) {
+    auto dict = value.toGenericDict().copy();
+    for (auto& entry : dict) {
+      entry.setValue(to_device(entry.value(), device));
+    }
+    return dict;
+  }
+  return value;
+}
+
+bool holds_tensor_off(const c10::IValue& value, const c10::Device& device) {
+  if (value.isTensor()) return value.toTensor().device() != device;
+  if (value.isList()) {
+    for (const auto& element : value.toListRef()) {
+      if (holds_tensor_off(element, device)) return true;
+    }
+    return false;
+  }
+  if (value.isTuple()) {
+    for (const auto& element : value.toTupleRef().elements()) {
+      if (holds_tensor_off(element, device)) return true;
+    }
+    return false;
+  }
+  if (value.isGenericDict()) {
+    for (const auto& entry : value.toGenericDict()) {
+      if (holds_tensor_off(entry.value(), device)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
+  const c10::Device device = resolve_device(options.device);
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (!std::filesystem::exists(status)) {
+    throw LoadError("cannot load " + quoted(path) + ": no such file");
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw LoadError("cannot load " + quoted(path) + ": it is a directory, not a model file");
+  }
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    throw LoadError(describe_load_failure(path, e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw LoadError(describe_load_failure(path, e.what()));
+  }
+  module.eval();
+  return std::shared_ptr<Model>(new Model(path, device, std::move(module)));
+}
+
+Model::Model(std::string path, c10::Device device, torch::jit::Module module)
+    : path_(std::move(path)), device_(device), module_(std::move(module)) {
+  for (const auto& method : module_.get_methods()) {
+    auto& function = method.function();
+    const auto& arguments = function.getSchema().arguments();
+    methods_.emplace(method.name(),
+                     Method{&function, function.getSchema().cloneWithArguments(std::vector<c10::Argument>(
+                                           arguments.begin() + 1, arguments.end()))});
+  }
+}
+
+const Model::Method& Model::find(const std::string& method) const {
+  const auto found = methods_.find(method);
+  if (found == methods_.end()) {
+    std::string known;
+    for (const auto& name : methods()) {
+      known += (known.empty() ? "" : ", ") + name;
+    }
+    throw InferenceError("model " + quoted(path_) + " has no method '" + method +
+                         "' (it has: " + known + ")");
+  }
+  return found->second;
+}
+
+c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args) const {
+  const Method& entry = find(method);
+  args.insert(args.begin(), module_._ivalue());
+  try {
+    entry.function->getSchema().checkAndNormalizeInputs(args);
+  } catch (const c10::Error& e) {
+    throw ArgumentError(first_line(e.what_without_backtrace()));
+  }
+  for (auto& arg : args) {
+    if (holds_tensor_off(arg, device_)) {
+      arg = to_device(arg, device_);
+    }
+  }
+  // NoGradGuard rather than InferenceMode: tensors made under InferenceMode cannot be modified
+  // in place outside it, and callers (Python users above all) get ordinary tensors back.
+  c10::NoGradGuard no_grad;
+  try {
+    return (*entry.function)(std::move(args));
+  } catch (const c10::Error& e) {
+    throw InferenceError(describe_script_failure(method, e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw InferenceError(describe_script_failure(method, e.what()));
+  }
+}
+
+c10::IValue Model::forward(std::vector<c10::IValue> args) const {
+  return run("forward", std::move(args));
+}
+
+std::vector<std::string> Model::methods() const {
+  std::vector<std::string> names;
+  for (const auto& entry : methods_) {
+    names.push_back(entry.first);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool Model::has_method(const std::string& method) const { return methods_.count(method) > 0; }
+
+const c10::FunctionSchema& Model::signature(const std::string& method) const {
+  return find(method).signature;
+}
+
+}  // namespace tsnative

@@ -1,0 +1,65 @@
+// Model: a TorchScript module loaded once, in eval mode, on one device, callable from many
+// threads at once. load(path, options) -> run(method, args) -> outputs.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <ATen/core/function_schema.h>
+#include <ATen/core/ivalue.h>
+#include <c10/core/Device.h>
+#include <torch/csrc/jit/api/module.h>
+
+namespace tsnative {
+
+// How a model is loaded. Front ends fill this from keyword arguments or flags; the defaults
+// here are the only defaults.
+struct LoadOptions {
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+};
+
+class Model {
+ public:
+  // Loads a TorchScript archive onto options.device and puts it in eval mode.
+  // Throws LoadError (missing file, not TorchScript, newer format, unavailable device)
+  // or OptionError (malformed options).
+  static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
+
+  // Runs a method with autograd off. Tensors in args are moved to the model's device.
+  // Throws InferenceError (unknown method, error inside the model) or ArgumentError.
+  c10::IValue run(const std::string& method, std::vector<c10::IValue> args) const;
+
+  // Shorthand for run("forward", args).
+  c10::IValue forward(std::vector<c10::IValue> args) const;
+
+  // Names of the module's methods ("forward" and any @torch.jit.export'ed ones), sorted.
+  std::vector<std::string> methods() const;
+
+  // Whether the module has a method of that name.
+  bool has_method(const std::string& method) const;
+
+  // The method's signature without `self`, for front ends that convert arguments.
+  // Throws InferenceError if there is no such method.
+  const c10::FunctionSchema& signature(const std::string& method) const;
+
+  const std::string& path() const { return path_; }
+  const c10::Device& device() const { return device_; }
+
+ private:
+  struct Method {
+    torch::jit::Function* function;
+    c10::FunctionSchema signature;  // without self
+  };
+
+  Model(std::string path, c10::Device device, torch::jit::Module module);
+  const Method& find(const std::string& method) const;
+
+  std::string path_;
+  c10::Device device_;
+  torch::jit::Module module_;
+  std::unordered_map<std::string, Method> methods_;
+};
+
+}  // namespace tsnative

@@ -1,0 +1,35 @@
+#include "core/postprocess.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "core/errors.h"
+
+namespace tsnative {
+
+TopK softmax_topk(const at::Tensor& logits, int64_t k) {
+  if (k < 1) {
+    throw OptionError("top-k needs k >= 1, got " + std::to_string(k));
+  }
+  if (logits.dim() < 1 || !at::isFloatingType(logits.scalar_type())) {
+    throw InferenceError("top-k needs a floating-point output of at least one dimension, got " +
+                         std::string(c10::toString(logits.scalar_type())) + " of shape " +
+                         c10::str(logits.sizes()));
+  }
+  c10::NoGradGuard no_grad;
+  const auto probabilities = at::softmax(logits, -1);
+  auto [values, indices] = probabilities.topk(std::min(k, logits.size(-1)), -1);
+  return TopK{std::move(values), std::move(indices)};
+}
+
+TopK softmax_topk(const c10::IValue& output, int64_t k) {
+  if (!output.isTensor()) {
+    throw InferenceError("top-k needs the model to return a tensor, but it returned " +
+                         output.type()->annotation_str());
+  }
+  return softmax_topk(output.toTensor(), k);
+}
+
+}  // namespace tsnative

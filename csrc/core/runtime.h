@@ -1,0 +1,27 @@
+// Process-wide settings and device handling. Everything here affects the whole process
+// (including a `torch` imported beside tsnative in Python), not one model.
+#pragma once
+
+#include <string>
+
+#include <c10/core/Device.h>
+
+namespace tsnative {
+
+// Parses "cpu", "cuda" or "cuda:N" and checks the device exists on this machine.
+// Throws OptionError for a malformed or unsupported string, LoadError if it is unavailable.
+c10::Device resolve_device(const std::string& spec);
+
+// Sets the intra-op thread pool size (process-wide). Throws OptionError if n < 1.
+void set_num_threads(int n);
+
+// The current intra-op thread pool size.
+int num_threads();
+
+// Whether this build of LibTorch can use CUDA on this machine.
+bool cuda_available();
+
+// The LibTorch version tsnative was compiled against, e.g. "2.13.0".
+std::string torch_version();
+
+}  // namespace tsnative

@@ -1,0 +1,48 @@
+#include "core/tensor_io.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <vector>
+
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include "core/errors.h"
+
+namespace tsnative {
+
+c10::IValue load_value(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw InputError("cannot read tensor file '" + path + "': no such file");
+  }
+  std::ifstream file(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  try {
+    return torch::jit::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    const std::string message = e.what_without_backtrace();
+    throw InputError("cannot read tensor file '" + path +
+                     "' (expected a tensor written by torch.save): " +
+                     message.substr(0, message.find('\n')));
+  } catch (const std::exception& e) {
+    throw InputError("cannot read tensor file '" + path +
+                     "' (expected a tensor written by torch.save): " + e.what());
+  }
+}
+
+void save_value(const std::string& path, const c10::IValue& value) {
+  std::vector<char> bytes;
+  try {
+    bytes = torch::jit::pickle_save(value);
+  } catch (const c10::Error& e) {
+    throw Error("cannot serialize the output: " + std::string(e.what_without_backtrace()));
+  }
+  std::ofstream file(path, std::ios::binary);
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!file) {
+    throw Error("cannot write '" + path + "'");
+  }
+}
+
+}  // namespace tsnative

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the C++ build needs, only those missing (idempotent, quick when
+# everything is there). Needs root, or sudo.
+set -euo pipefail
+
+packages=(
+  g++
+  libcli11-dev          # ts-infer's flags
+  nlohmann-json3-dev    # ts-infer --json, model metadata
+  libgtest-dev          # C++ unit tests of the core
+  libjpeg62-turbo-dev   # JPEG decoding
+  libpng-dev            # PNG decoding
+  ccache                # faster rebuilds
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing system packages: ${missing[*]}"
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
