@@ -1,6 +1,7 @@
 #include "core/model.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <sstream>
 
@@ -41,6 +42,15 @@ std::string describe_load_failure(const std::string& path, const std::string& me
   return "cannot load " + quoted(path) + ": " + first_line(message);
 }
 
+// "RuntimeError: ..." or "builtins.ValueError: ...": where the exception text starts.
+bool starts_exception(const std::string& line) {
+  const auto colon = line.find(": ");
+  return colon != std::string::npos && colon > 0 &&
+         std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
+         });
+}
+
 // A TorchScript failure carries two tracebacks and the exception text last. Keep the text
 // ("ValueError: ..."), plus where in the original source it was raised.
 std::string describe_script_failure(const std::string& method, const std::string& message) {
@@ -57,7 +67,8 @@ std::string describe_script_failure(const std::string& method, const std::string
     } else if (line.rfind("  File \"", 0) == 0) {
       location = line.substr(2);
       after_marker = false;
-    } else if (after_marker && !line.empty() && line[0] != ' ') {
+    } else if (after_marker && !line.empty() && line[0] != ' ' &&
+               (!cause.empty() || starts_exception(line))) {
       cause += (cause.empty() ? "" : " ") + line;
     }
   }
@@ -172,12 +183,12 @@ const Model::Method& Model::find(const std::string& method) const {
 
 c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args) const {
   const Method& entry = find(method);
-  args.insert(args.begin(), module_._ivalue());
   try {
-    entry.function->getSchema().checkAndNormalizeInputs(args);
+    entry.signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
   } catch (const c10::Error& e) {
     throw ArgumentError(first_line(e.what_without_backtrace()));
   }
+  args.insert(args.begin(), module_._ivalue());
   for (auto& arg : args) {
     if (holds_tensor_off(arg, device_)) {
       arg = to_device(arg, device_);
