@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import torch
-from resnet18 import resnet18
-
 import tsnative
+from resnet18 import resnet18
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "build" / "demo"
 
@@ -36,7 +35,7 @@ def main() -> int:
 
     native = tsnative.load(model_path)
     start = time.perf_counter()
-    probabilities, indices = native.topk(image, k=5)
+    _probabilities, indices = native.topk(image, k=5)
     elapsed_ms = 1000 * (time.perf_counter() - start)
     print(f"tsnative top-5:       {indices[0].tolist()}  ({elapsed_ms:.1f} ms, first call)")
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
-#include <ATen/ATen.h>
 
 #include "core/errors.h"
 #include "core/model.h"
@@ -34,18 +34,27 @@ struct Options {
   std::string save_output;
 };
 
+// CLI11's PositiveNumber states its range as a 300-digit double; say what is meant instead.
+const CLI::Validator kAtLeastOne(
+    [](std::string& value) -> std::string {
+      try {
+        if (std::stoll(value) >= 1) return "";
+      } catch (const std::exception&) {
+        return "expected a whole number, got '" + value + "'";
+      }
+      return "must be at least 1, got " + value;
+    },
+    "N>=1");
+
 void add_flags(CLI::App& app, Options& options) {
-  app.add_option("model", options.model, "TorchScript file (torch.jit.save / .save())")
-      ->required()
-      ->check(CLI::ExistingFile);
+  app.add_option("model", options.model, "TorchScript file (torch.jit.save / .save())")->required();
   auto* input = app.add_option("--input", options.inputs,
                                "Tensor file written by torch.save, one per method argument "
                                "(repeat the flag for several); read without running pickled code")
-                    ->check(CLI::ExistingFile)
                     ->take_all();
   app.add_option("--shape", options.shape, "Shape of the generated input")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber)
+      ->check(kAtLeastOne)
       ->capture_default_str()
       ->excludes(input);
   app.add_flag("--ones", options.ones, "Use an all-ones input instead of uniform random [0, 1)")
@@ -53,11 +62,11 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option("--seed", options.seed, "Seed for the random input (LibTorch's default if unset)")
       ->excludes(input);
   app.add_option("-k,--topk", options.k, "How many classes to show")
-      ->check(CLI::PositiveNumber)
+      ->check(kAtLeastOne)
       ->capture_default_str();
   app.add_option("--device", options.load.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", options.threads, "Intra-op threads (LibTorch's default if unset)")
-      ->check(CLI::PositiveNumber);
+      ->check(kAtLeastOne);
   app.add_option("--method", options.method, "Model method to run")->capture_default_str();
   app.add_flag("--json", options.json, "Print one JSON object instead of text");
   app.add_option("--save-output", options.save_output,
@@ -112,9 +121,9 @@ nlohmann::json to_json(const tsnative::TopK& top) {
     const auto probability_row = probabilities[row].contiguous();
     result["indices"].push_back(std::vector<int64_t>(
         index_row.data_ptr<int64_t>(), index_row.data_ptr<int64_t>() + index_row.numel()));
-    result["probabilities"].push_back(std::vector<double>(
-        probability_row.data_ptr<double>(),
-        probability_row.data_ptr<double>() + probability_row.numel()));
+    result["probabilities"].push_back(
+        std::vector<double>(probability_row.data_ptr<double>(),
+                            probability_row.data_ptr<double>() + probability_row.numel()));
   }
   return result;
 }

@@ -81,53 +81,52 @@ std::string describe_script_failure(const std::string& method, const std::string
   return method + "() raised " + cause + (location.empty() ? "" : " [" + location + "]");
 }
 
-// Returns `value` with every tensor inside it (lists, tuples and dicts included) on `device`.
-// Containers are copied, so the caller's own lists and dicts are left as they were.
-c10::IValue to_device(const c10::IValue& value, const c10::Device& device) {
+// Returns `value` with `convert` applied to every tensor inside it (lists, tuples and dicts
+// included). Containers are copied, so the caller's own lists and dicts stay as they were.
+template <typename Convert>
+c10::IValue map_tensors(const c10::IValue& value, const Convert& convert) {
   if (value.isTensor()) {
-    return value.toTensor().to(device);
+    return convert(value.toTensor());
   }
   if (value.isList()) {
     auto list = value.toList().copy();
     for (size_t i = 0; i < list.size(); ++i) {
-      list.set(i, to_device(list.get(i), device));
+      list.set(i, map_tensors(list.get(i), convert));
     }
     return list;
   }
   if (value.isTuple()) {
     std::vector<c10::IValue> elements;
     for (const auto& element : value.toTupleRef().elements()) {
-      elements.push_back(to_device(element, device));
+      elements.push_back(map_tensors(element, convert));
     }
     return c10::ivalue::Tuple::create(std::move(elements));
   }
   if (value.isGenericDict()) {
     auto dict = value.toGenericDict().copy();
     for (auto& entry : dict) {
-      entry.setValue(to_device(entry.value(), device));
+      entry.setValue(map_tensors(entry.value(), convert));
     }
     return dict;
   }
   return value;
 }
 
-bool holds_tensor_off(const c10::IValue& value, const c10::Device& device) {
-  if (value.isTensor()) return value.toTensor().device() != device;
+// Whether any tensor inside `value` satisfies `test`.
+template <typename Test>
+bool any_tensor(const c10::IValue& value, const Test& test) {
+  if (value.isTensor()) return test(value.toTensor());
   if (value.isList()) {
     for (const auto& element : value.toListRef()) {
-      if (holds_tensor_off(element, device)) return true;
+      if (any_tensor(element, test)) return true;
     }
-    return false;
-  }
-  if (value.isTuple()) {
+  } else if (value.isTuple()) {
     for (const auto& element : value.toTupleRef().elements()) {
-      if (holds_tensor_off(element, device)) return true;
+      if (any_tensor(element, test)) return true;
     }
-    return false;
-  }
-  if (value.isGenericDict()) {
+  } else if (value.isGenericDict()) {
     for (const auto& entry : value.toGenericDict()) {
-      if (holds_tensor_off(entry.value(), device)) return true;
+      if (any_tensor(entry.value(), test)) return true;
     }
   }
   return false;
@@ -162,9 +161,10 @@ Model::Model(std::string path, c10::Device device, torch::jit::Module module)
   for (const auto& method : module_.get_methods()) {
     auto& function = method.function();
     const auto& arguments = function.getSchema().arguments();
-    methods_.emplace(method.name(),
-                     Method{&function, function.getSchema().cloneWithArguments(std::vector<c10::Argument>(
-                                           arguments.begin() + 1, arguments.end()))});
+    methods_.emplace(
+        method.name(),
+        Method{&function, function.getSchema().cloneWithArguments(
+                              std::vector<c10::Argument>(arguments.begin() + 1, arguments.end()))});
   }
 }
 
@@ -189,21 +189,29 @@ c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args)
     throw ArgumentError(first_line(e.what_without_backtrace()));
   }
   args.insert(args.begin(), module_._ivalue());
+  const auto off_device = [this](const at::Tensor& t) { return t.device() != device_; };
   for (auto& arg : args) {
-    if (holds_tensor_off(arg, device_)) {
-      arg = to_device(arg, device_);
+    if (any_tensor(arg, off_device)) {
+      arg = map_tensors(arg, [this](const at::Tensor& t) { return t.to(device_); });
     }
   }
   // NoGradGuard rather than InferenceMode: tensors made under InferenceMode cannot be modified
   // in place outside it, and callers (Python users above all) get ordinary tensors back.
   c10::NoGradGuard no_grad;
+  c10::IValue output;
   try {
-    return (*entry.function)(std::move(args));
+    output = (*entry.function)(std::move(args));
   } catch (const c10::Error& e) {
     throw InferenceError(describe_script_failure(method, e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw InferenceError(describe_script_failure(method, e.what()));
   }
+  // An output can be an input handed back as is; detach it so no result ever requires grad.
+  const auto requires_grad = [](const at::Tensor& t) { return t.requires_grad(); };
+  if (any_tensor(output, requires_grad)) {
+    output = map_tensors(output, [](const at::Tensor& t) { return t.detach(); });
+  }
+  return output;
 }
 
 c10::IValue Model::forward(std::vector<c10::IValue> args) const {

@@ -22,9 +22,9 @@ c10::IValue load_value(const std::string& path) {
     return torch::jit::pickle_load(bytes);
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
-    throw InputError("cannot read tensor file '" + path +
-                     "' (expected a tensor written by torch.save): " +
-                     message.substr(0, message.find('\n')));
+    throw InputError(
+        "cannot read tensor file '" + path +
+        "' (expected a tensor written by torch.save): " + message.substr(0, message.find('\n')));
   } catch (const std::exception& e) {
     throw InputError("cannot read tensor file '" + path +
                      "' (expected a tensor written by torch.save): " + e.what());

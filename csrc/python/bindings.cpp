@@ -21,8 +21,8 @@ PyObject* input_error = nullptr;
 
 void bind_errors(py::module_& m) {
   auto make = [&m](const char* name, PyObject* bases, const char* doc) {
-    PyObject* type = PyErr_NewExceptionWithDoc(
-        (std::string("tsnative.") + name).c_str(), doc, bases, nullptr);
+    PyObject* type =
+        PyErr_NewExceptionWithDoc((std::string("tsnative.") + name).c_str(), doc, bases, nullptr);
     if (type == nullptr) throw py::error_already_set();
     m.add_object(name, py::handle(type));
     return type;
@@ -31,11 +31,12 @@ void bind_errors(py::module_& m) {
                           "The model file could not be loaded; the message names the cause.");
   inference_error = make("InferenceError", PyExc_RuntimeError,
                          "Running a model method failed; the message carries the model's error.");
-  py::tuple argument_bases = py::make_tuple(py::handle(inference_error), py::handle(PyExc_TypeError));
+  py::tuple argument_bases =
+      py::make_tuple(py::handle(inference_error), py::handle(PyExc_TypeError));
   argument_error = make("ArgumentError", argument_bases.ptr(),
                         "The arguments do not match the method's signature.");
-  input_error = make("InputError", PyExc_ValueError,
-                     "An input file (tensor or image) could not be read.");
+  input_error =
+      make("InputError", PyExc_ValueError, "An input file (tensor or image) could not be read.");
 
   py::register_exception_translator([](std::exception_ptr error) {
     try {
@@ -60,9 +61,24 @@ void bind_errors(py::module_& m) {
   });
 }
 
+// Python arguments -> the method's stack, converted by its TorchScript signature.
+torch::jit::Stack to_stack(const Model& model, const std::string& method, const py::args& args,
+                           const py::kwargs& kwargs) {
+  const auto& signature = model.signature(method);
+  // torch reports an unknown keyword only after counting arguments; name it first.
+  for (const auto& item : kwargs) {
+    const auto name = py::cast<std::string>(item.first);
+    if (!signature.argumentIndexWithName(name)) {
+      throw ArgumentError(method + "() got an unexpected keyword argument '" + name +
+                          "'. Declaration: " + c10::str(signature));
+    }
+  }
+  return torch::jit::createStackForSchema(signature, args, kwargs, std::nullopt);
+}
+
 py::object call_method(const Model& model, const std::string& method, const py::args& args,
                        const py::kwargs& kwargs) {
-  auto stack = torch::jit::createStackForSchema(model.signature(method), args, kwargs, std::nullopt);
+  auto stack = to_stack(model, method, args, kwargs);
   c10::IValue output;
   {
     py::gil_scoped_release no_gil;
@@ -85,22 +101,23 @@ void bind_model(py::module_& m) {
           },
           py::arg("path"), py::arg("options"))
       .def("call", &call_method, py::arg("method"))
-      .def("topk",
-           [](const Model& model, int64_t k, const py::args& args, const py::kwargs& kwargs) {
-             auto stack =
-                 torch::jit::createStackForSchema(model.signature("forward"), args, kwargs, std::nullopt);
-             py::gil_scoped_release no_gil;
-             auto top = softmax_topk(model.forward(std::move(stack)), k);
-             return std::make_pair(top.probabilities, top.indices);
-           },
-           py::arg("k"))
+      .def(
+          "topk",
+          [](const Model& model, int64_t k, const py::args& args, const py::kwargs& kwargs) {
+            auto stack = to_stack(model, "forward", args, kwargs);
+            py::gil_scoped_release no_gil;
+            auto top = softmax_topk(model.forward(std::move(stack)), k);
+            return std::make_pair(top.probabilities, top.indices);
+          },
+          py::arg("k"))
       .def_property_readonly("methods", &Model::methods)
       .def("has_method", &Model::has_method, py::arg("name"))
-      .def("signature",
-           [](const Model& model, const std::string& method) {
-             return c10::str(model.signature(method));
-           },
-           py::arg("method"))
+      .def(
+          "signature",
+          [](const Model& model, const std::string& method) {
+            return c10::str(model.signature(method));
+          },
+          py::arg("method"))
       .def_property_readonly("path", &Model::path)
       .def_property_readonly("device", [](const Model& model) { return model.device().str(); });
 }

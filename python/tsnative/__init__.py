@@ -1,8 +1,8 @@
 """tsnative: run TorchScript models natively through a LibTorch C++ core.
 
-    import tsnative
-    probabilities, indices = tsnative.load("model.pt").topk(x, k=5)
-    y = tsnative.infer("model.pt", x)
+import tsnative
+probabilities, indices = tsnative.load("model.pt").topk(x, k=5)
+y = tsnative.infer("model.pt", x)
 """
 
 import torch  # loads libtorch, which the compiled extension links against
@@ -16,7 +16,7 @@ if torch.__version__ != _BUILT_AGAINST:
         "(pip install --no-build-isolation --force-reinstall tsnative)"
     )
 
-from ._C import (  # noqa: E402
+from ._C import (
     ArgumentError,
     InferenceError,
     InputError,
@@ -26,14 +26,14 @@ from ._C import (  # noqa: E402
     get_num_threads,
     set_num_threads,
 )
-from .module import Module, clear_cache, infer, load  # noqa: E402
+from .module import Module, clear_cache, infer, load
 
 __all__ = [
     "ArgumentError",
     "InferenceError",
     "InputError",
-    "Module",
     "ModelLoadError",
+    "Module",
     "__version__",
     "clear_cache",
     "cuda_available",

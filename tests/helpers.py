@@ -1,0 +1,123 @@
+"""The one place for tolerances and output comparison, and for running ts-infer.
+
+Tolerances: on this machine every native output was bit-identical to eager PyTorch except a
+traced TransformerEncoder (max abs diff 9e-8: the trace recorded the non-fast-path ops, eager
+under no_grad takes the fused fast path). The fp32 tolerance leaves ~10x headroom over that.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# dtype -> (rtol, atol) for "close" comparisons; other dtypes (integers, bool) must be equal.
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (1e-6, 1e-6),
+    torch.float64: (1e-12, 1e-12),
+}
+# CUDA vs CPU: different kernels (cuDNN, TF32 off by default for matmul but not for conv).
+CROSS_DEVICE_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (1e-3, 1e-4),
+    torch.float64: (1e-7, 1e-7),
+}
+
+
+def assert_outputs_equal(
+    actual: Any,
+    expected: Any,
+    *,
+    exact: bool,
+    tolerances: dict[torch.dtype, tuple[float, float]] = TOLERANCES,
+    path: str = "output",
+) -> None:
+    """Walks tensors / tuples / lists / dicts / scalars; checks container types, dtype, shape.
+
+    exact=True: torch.equal (bit-identical). exact=False: assert_close with `tolerances`
+    (dtypes without an entry, e.g. integers, must still be equal).
+    """
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor), f"{path}: expected a tensor, got {type(actual)}"
+        assert actual.dtype == expected.dtype, f"{path}: dtype {actual.dtype} != {expected.dtype}"
+        assert actual.shape == expected.shape, f"{path}: shape {actual.shape} != {expected.shape}"
+        assert actual.device == expected.device, f"{path}: {actual.device} != {expected.device}"
+        if exact or expected.dtype not in tolerances:
+            assert torch.equal(actual, expected), (
+                f"{path}: not bit-identical, max abs diff {max_abs_diff(actual, expected):.3e}"
+            )
+        else:
+            rtol, atol = tolerances[expected.dtype]
+            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=path)
+    elif isinstance(expected, Mapping):
+        assert isinstance(actual, Mapping), f"{path}: expected a dict, got {type(actual)}"
+        assert list(actual) == list(expected), f"{path}: keys {list(actual)} != {list(expected)}"
+        for key in expected:
+            assert_outputs_equal(
+                actual[key],
+                expected[key],
+                exact=exact,
+                tolerances=tolerances,
+                path=f"{path}[{key!r}]",
+            )
+    elif isinstance(expected, (tuple, list)):
+        assert type(actual) is type(expected), f"{path}: {type(actual)} != {type(expected)}"
+        assert len(actual) == len(expected), f"{path}: length {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_outputs_equal(a, e, exact=exact, tolerances=tolerances, path=f"{path}[{i}]")
+    else:
+        assert type(actual) is type(expected) and actual == expected, f"{path}: {actual!r}"
+
+
+def max_abs_diff(actual: Any, expected: Any) -> float:
+    """The largest absolute difference between any pair of tensors in two like structures."""
+    if isinstance(expected, torch.Tensor):
+        if expected.numel() == 0:
+            return 0.0
+        return (actual.double() - expected.double()).abs().max().item()
+    if isinstance(expected, Mapping):
+        return max((max_abs_diff(actual[k], expected[k]) for k in expected), default=0.0)
+    if isinstance(expected, Sequence) and not isinstance(expected, str):
+        return max((max_abs_diff(a, e) for a, e in zip(actual, expected, strict=True)), default=0.0)
+    return 0.0
+
+
+def to_cpu(value: Any) -> Any:
+    """The same structure with every tensor moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, Mapping):
+        return {key: to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_cpu(item) for item in value)
+    return value
+
+
+def eager_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference post-processing: softmax over the last dim, then the k best (clamped)."""
+    probabilities = torch.softmax(logits, dim=-1)
+    values, indices = probabilities.topk(min(k, logits.shape[-1]), dim=-1)
+    return values, indices
+
+
+def is_logits(output: Any) -> bool:
+    """Whether top-k applies to an output: one floating tensor with at least one dimension."""
+    return isinstance(output, torch.Tensor) and output.is_floating_point() and output.dim() >= 1
+
+
+def run_cli(
+    binary: Path, *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Runs ts-infer as a user would; returns (returncode, stdout, stderr)."""
+    result = subprocess.run(
+        [os.fspath(binary), *map(os.fspath, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return result.returncode, result.stdout, result.stderr
