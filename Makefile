@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV)/bin)
 STAMPS := $(VENV)/.stamps
 BUILD_DIR := build/python
-SOURCES := $(shell find csrc python -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python tests/cpp -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
 CXX_FILES := $(shell find csrc tests/cpp -name '*.cpp' -o -name '*.h')
 
 .PHONY: setup demo test test-cpp test-python lint format bench clean
@@ -53,8 +53,12 @@ format: $(STAMPS)/python-deps
 	$(BIN)/ruff format .
 	$(BIN)/clang-format -i $(CXX_FILES)
 
-bench: setup
-	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py
+$(STAMPS)/bench-deps: requirements-bench.txt | $(STAMPS)/venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: setup $(STAMPS)/bench-deps
+	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV)

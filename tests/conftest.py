@@ -1,12 +1,21 @@
-"""Shared fixtures: the ts-infer binary and the session-wide store of saved models."""
+"""Shared fixtures: the ts-infer binary, the session-wide store of saved models, and for the
+image tests a folder of small photos with a tiny classifier exported for them."""
 
 from __future__ import annotations
 
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
+import tsnative
+from helpers import pillow_preprocess
+from PIL import Image
+from torch import Tensor, nn
 
 # examples/resnet18.py is imported by models.py as `from resnet18 import resnet18`.
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,3 +37,104 @@ def ts_infer() -> Path:
     if not binary.is_file():
         pytest.fail(f"ts-infer is not installed at {binary}: run `make setup`")
     return binary
+
+
+# --- Images and a tiny classifier for the classification tests -----------------------------
+
+
+class TinyClassifier(nn.Module):
+    """5 classes from an image of any size, RGB or grayscale. RGB is first mixed to one
+    channel with unequal weights (so channel order matters); the features are the mean of
+    each quadrant and of four ReLU'd 3x3 convolutions; a linear layer scores them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mix", torch.tensor([0.9, -0.6, 0.4]))
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.fc = nn.Linear(8, 5)
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.shape[1] == 3:
+            x = (x * self.mix.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        quadrants = nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return torch.cat([quadrants, torch.relu(self.conv(x)).mean((2, 3))], 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x))
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """An exported TinyClassifier: the file, its eager model and the metadata it carries."""
+
+    path: Path
+    eager: nn.Module
+    labels: list[str]
+    preprocess: dict[str, Any]
+
+
+# One class per photo of `photo_dir`, in sorted file order.
+TINY_LABELS = ["astronaut", "cameraman", "tabby, tabby cat", "coffee mug", "space shuttle"]
+TINY_PREPROCESS: dict[str, Any] = {
+    "resize": 48,
+    "crop": 40,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "color": "rgb",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, photo_dir: Path) -> Classifier:
+    """TinyClassifier fitted to tell the photos of `photo_dir` apart, exported with
+    tsnative.export (labels and preprocessing inside).
+
+    The linear layer is solved by least squares on the features of the Pillow-preprocessed
+    photos so that photo i ranks the classes i, i+1, ... (mod 5) with logits 0.8-1.2 apart: every
+    photo has its own answer and no near-ties; the gaps grow with i, so each photo also has
+    its own probabilities.
+    """
+    torch.manual_seed(0)
+    model = TinyClassifier().eval()
+    photos = sorted(photo_dir.iterdir())
+    batch = torch.stack([pillow_preprocess(path, **TINY_PREPROCESS) for path in photos])
+    n = len(photos)
+    target = torch.tensor(
+        [[(0.8 + 0.1 * i) * (2 - (j - i) % n) for j in range(n)] for i in range(n)]
+    )
+    with torch.no_grad():
+        features = torch.cat([model.features(batch), torch.ones(n, 1)], 1).double()
+        solution = torch.linalg.lstsq(features, target.double(), driver="gelsd").solution
+        model.fc.weight.copy_(solution[:-1].T)
+        model.fc.bias.copy_(solution[-1])
+    path = tmp_path_factory.mktemp("classifier") / "tiny.pt"
+    tsnative.export(
+        model, torch.rand(1, 3, 40, 40), path, labels=TINY_LABELS, preprocess=TINY_PREPROCESS
+    )
+    return Classifier(path, model, TINY_LABELS, TINY_PREPROCESS)
+
+
+def _small_photos() -> dict[str, Image.Image]:
+    """Crops and downscales (<= 128 px) of scikit-image's sample photos, several shapes."""
+    from skimage import data
+
+    def photo(array: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]):
+        return Image.fromarray(array).crop(box).resize(size, Image.LANCZOS)
+
+    return {
+        "coffee.png": photo(data.coffee(), (0, 0, 600, 400), (120, 80)),
+        "astronaut.jpg": photo(data.astronaut(), (100, 0, 400, 300), (100, 100)),
+        "chelsea.png": photo(data.chelsea(), (50, 0, 350, 300), (64, 64)),
+        "rocket.jpg": photo(data.rocket(), (150, 0, 450, 427), (72, 102)),
+        "camera.png": photo(data.camera(), (0, 0, 512, 512), (90, 90)),  # grayscale
+    }
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of five small photos (PNG and JPEG, RGB and gray), written in unsorted order."""
+    directory = tmp_path_factory.mktemp("photos")
+    for name, image in _small_photos().items():
+        options = {"quality": 90} if name.endswith(".jpg") else {}
+        image.save(directory / name, **options)
+    return directory

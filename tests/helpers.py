@@ -1,4 +1,5 @@
-"""The one place for tolerances and output comparison, and for running ts-infer.
+"""The one place for tolerances and output comparison, for running ts-infer, and for the
+Pillow reference of image preprocessing.
 
 Tolerances: on this machine every native output was bit-identical to eager PyTorch except a
 traced TransformerEncoder (max abs diff 9e-8: the trace recorded the non-fast-path ops, eager
@@ -8,16 +9,32 @@ under no_grad takes the fused fast path). The fp32 tolerance leaves ~10x headroo
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 # dtype -> (rtol, atol) for "close" comparisons; other dtypes (integers, bool) must be equal.
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (1e-6, 1e-6),
+    torch.float64: (1e-12, 1e-12),
+}
+# Image preprocessing vs the Pillow reference, before normalisation: Pillow rounds to 8 bits
+# after each resampling pass, ATen's uint8 antialiased kernel once; at most one 8-bit step
+# apart (tests/test_image_parity.py), plus float32 error. After normalisation: / min(std).
+PIXEL_ATOL = 1 / 255 + 1e-6
+# Class probabilities of conftest's tiny classifier fed tsnative's vs Pillow's preprocessing:
+# the <= 1/255 pixel differences move them by at most 2.0e-4 (measured); 5x headroom.
+PILLOW_PROBABILITY_ATOL = 1e-3
+# optimize="exact" vs eager: freezing folds conv-bn and oneDNN kernels sum in another order;
+# the largest difference measured over the zoo was 1.2e-7 (fp32), 1.1e-16 (fp64).
+OPTIMIZED_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float32: (1e-5, 1e-6),
     torch.float64: (1e-12, 1e-12),
 }
 # CUDA vs CPU: different kernels (cuDNN, TF32 off by default for matmul but not for conv).
@@ -121,3 +138,70 @@ def run_cli(
         check=False,
     )
     return result.returncode, result.stdout, result.stderr
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def pillow_preprocess(
+    path: os.PathLike[str] | str,
+    resize: int = 256,
+    crop: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    color: str = "rgb",
+) -> torch.Tensor:
+    """The reference of tsnative.load_image: torchvision's Resize / CenterCrop / ToTensor /
+    Normalize on a PIL image, written with Pillow and numpy. Float32 CHW.
+
+    Resize: the shorter side to `resize`, the longer int(resize * long / short) (torchvision's
+    rule), Image.BILINEAR (antialiased by Pillow when shrinking); 0 keeps the size. CenterCrop:
+    offsets round((size - crop) / 2); 0 keeps the image. Empty mean / std: no Normalize.
+    """
+    with Image.open(path) as opened:
+        image = opened.convert("RGB" if color == "rgb" else "L")
+    if resize:
+        width, height = image.size
+        short, long = min(width, height), max(width, height)
+        new_long = int(resize * long / short)
+        size = (resize, new_long) if width <= height else (new_long, resize)
+        if size != image.size:
+            image = image.resize(size, Image.BILINEAR)
+    array = np.array(image)  # a writable copy: torch.from_numpy warns on read-only arrays
+    array = array[..., None] if array.ndim == 2 else array
+    if crop:
+        top = round((array.shape[0] - crop) / 2)
+        left = round((array.shape[1] - crop) / 2)
+        array = array[top : top + crop, left : left + crop]
+    chw = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / 255
+    if mean:
+        chw = (chw - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+    return chw
+
+
+def run_cli_on_terminal(binary: Path, *args: str | os.PathLike[str]) -> tuple[int, str, str]:
+    """Runs ts-infer with stderr on a pseudo-terminal (stdout a pipe); returns (returncode,
+    stdout, what the terminal received). The terminal turns each line feed into CR LF."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [os.fspath(binary), *map(os.fspath, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    ) as process:
+        os.close(follower)
+        stdout = process.stdout.read() if process.stdout else ""
+        received = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            received += chunk
+        os.close(leader)
+        code = process.wait(timeout=120)
+    return code, stdout, received.decode()

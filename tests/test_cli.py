@@ -14,7 +14,7 @@ import tsnative
 from helpers import assert_outputs_equal, eager_topk, run_cli
 from models import SavedModels
 
-INDEX_LINE = re.compile(r"^\s*(\d+)\s+(\d+\.\d\d)%$")
+INDEX_LINE = re.compile(r"^\s*(\d+): (\d+\.\d\d)%$")
 
 
 def _indices(stdout: str) -> list[int]:
@@ -42,7 +42,7 @@ def test_default_run_is_the_tutorial_program(saved_models: SavedModels, ts_infer
     assert all(INDEX_LINE.match(line) for line in lines[2:7]), lines
     indices = _indices(stdout)
     assert len(set(indices)) == 5 and all(0 <= i < 1000 for i in indices)
-    percentages = [float(line.rstrip("%").split()[1]) for line in lines[2:7]]
+    percentages = [float(line.rstrip("%").split(": ")[1]) for line in lines[2:7]]
     assert percentages == sorted(percentages, reverse=True)
 
 
@@ -127,11 +127,18 @@ def test_json_report(saved_models: SavedModels, ts_infer: Path) -> None:
         "indices",
         "probabilities",
         "load_ms",
+        "first_forward_ms",
         "forward_ms",
+        "forward_p90_ms",
+        "repeat",
+        "optimization",
         "device",
         "method",
         "model",
     }
+    assert report["optimization"] == "none (as saved)"
+    assert report["repeat"] == 0
+    assert report["forward_ms"] == report["first_forward_ms"]  # no repeats: the one call
     assert (report["device"], report["method"], report["model"]) == ("cpu", "forward", str(path))
     assert report["load_ms"] > 0 and report["forward_ms"] > 0
     assert [len(row) for row in report["indices"]] == [5, 5]

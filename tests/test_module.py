@@ -165,7 +165,7 @@ def test_infer_reuses_the_loaded_module(tmp_path: Path, monkeypatch: pytest.Monk
     x = torch.arange(4.0)
     assert_outputs_equal(tsnative.infer(path, x), x * 2, exact=True)
     (key,) = tsnative.module._cache
-    assert key == (os.path.realpath(path), "cpu")
+    assert key == (os.path.realpath(path), "cpu", "none")
     first = tsnative.module._cache[key][1]
     # The same file reached by another spelling of its path is the same cache entry.
     monkeypatch.chdir(tmp_path)

@@ -1,10 +1,14 @@
 // ts-infer: the C++ tutorial's program grown into a tool. Flags in, one core call chain,
 // lines or JSON out. Exit codes: 0 success, 1 load / input / inference error, 2 usage error.
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,7 +16,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/classify.h"
 #include "core/errors.h"
+#include "core/metadata.h"
 #include "core/model.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
@@ -22,6 +28,12 @@ namespace {
 
 struct Options {
   std::string model;
+  std::vector<std::string> images;
+  std::string labels;
+  tsnative::PreprocessOverrides preprocess;  // resize and crop; the rest is filled in below
+  std::vector<double> mean, std;
+  std::string color;
+  int64_t batch_size = 16;
   std::vector<std::string> inputs;
   std::vector<int64_t> shape{1, 3, 224, 224};
   bool ones = false;
@@ -32,6 +44,8 @@ struct Options {
   tsnative::LoadOptions load;
   bool json = false;
   std::string save_output;
+  std::string optimize = "none";
+  int64_t repeat = 0;
 };
 
 // CLI11's PositiveNumber states its range as a 300-digit double; say what is meant instead.
@@ -48,19 +62,26 @@ const CLI::Validator kAtLeastOne(
 
 void add_flags(CLI::App& app, Options& options) {
   app.add_option("model", options.model, "TorchScript file (torch.jit.save / .save())")->required();
+  auto* images = app.add_option("images", options.images,
+                                "Images (JPEG, PNG) or folders of them to classify, preprocessed "
+                                "as the model's metadata says unless the flags below override it");
   auto* input = app.add_option("--input", options.inputs,
                                "Tensor file written by torch.save, one per method argument "
                                "(repeat the flag for several); read without running pickled code")
-                    ->take_all();
+                    ->take_all()
+                    ->excludes(images);
   app.add_option("--shape", options.shape, "Shape of the generated input")
       ->delimiter(',')
       ->check(kAtLeastOne)
       ->capture_default_str()
-      ->excludes(input);
+      ->excludes(input)
+      ->excludes(images);
   app.add_flag("--ones", options.ones, "Use an all-ones input instead of uniform random [0, 1)")
-      ->excludes(input);
+      ->excludes(input)
+      ->excludes(images);
   app.add_option("--seed", options.seed, "Seed for the random input (LibTorch's default if unset)")
-      ->excludes(input);
+      ->excludes(input)
+      ->excludes(images);
   app.add_option("-k,--topk", options.k, "How many classes to show")
       ->check(kAtLeastOne)
       ->capture_default_str();
@@ -68,9 +89,41 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option("--threads", options.threads, "Intra-op threads (LibTorch's default if unset)")
       ->check(kAtLeastOne);
   app.add_option("--method", options.method, "Model method to run")->capture_default_str();
+  app.add_option("--optimize", options.optimize,
+                 "none: run as saved; exact: frozen and optimized, float32; fast: also bfloat16 "
+                 "where the CPU has it natively")
+      ->check(CLI::IsMember({"none", "exact", "fast"}))
+      ->capture_default_str();
+  app.add_option("--repeat", options.repeat,
+                 "Run forward N more times and report the median and p90 latency")
+      ->check(kAtLeastOne)
+      ->excludes(images);
   app.add_flag("--json", options.json, "Print one JSON object instead of text");
   app.add_option("--save-output", options.save_output,
-                 "Also write the raw output to FILE, readable with torch.load");
+                 "Also write the raw output to FILE, readable with torch.load")
+      ->excludes(images);
+
+  const std::string image_flags = "Images";
+  app.add_option("--labels", options.labels,
+                 "Class names: a text file (one per line) or 'imagenet'")
+      ->group(image_flags);
+  app.add_option("--resize", options.preprocess.resize, "Resize the shorter side to N (0: keep)")
+      ->group(image_flags);
+  app.add_option("--crop", options.preprocess.crop, "Centre crop N x N (0: none)")
+      ->group(image_flags);
+  app.add_option("--mean", options.mean, "Per-channel mean, e.g. 0.485,0.456,0.406")
+      ->delimiter(',')
+      ->group(image_flags);
+  app.add_option("--std", options.std, "Per-channel std, e.g. 0.229,0.224,0.225")
+      ->delimiter(',')
+      ->group(image_flags);
+  app.add_option("--color", options.color, "rgb or grayscale")
+      ->check(CLI::IsMember({"rgb", "grayscale"}))
+      ->group(image_flags);
+  app.add_option("--batch-size", options.batch_size, "Images per forward call")
+      ->check(kAtLeastOne)
+      ->capture_default_str()
+      ->group(image_flags);
 }
 
 std::vector<c10::IValue> make_inputs(const Options& options) {
@@ -93,57 +146,137 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// Rows of the top-k result: every leading dimension flattened, classes last.
-std::pair<at::Tensor, at::Tensor> as_rows(const tsnative::TopK& top) {
-  const auto k = top.indices.size(-1);
-  return {top.probabilities.detach().to(at::kCPU, at::kDouble).reshape({-1, k}),
-          top.indices.to(at::kCPU).reshape({-1, k})};
+std::string describe(const tsnative::Prediction& prediction) {
+  std::ostringstream line;
+  line << (prediction.label.empty() ? std::to_string(prediction.index) : prediction.label) << ": "
+       << std::fixed << std::setprecision(2) << 100.0 * prediction.probability << "%";
+  return line.str();
 }
 
-void print_text(const tsnative::TopK& top) {
-  const auto [probabilities, indices] = as_rows(top);
-  const auto rows = indices.size(0);
-  for (int64_t row = 0; row < rows; ++row) {
-    if (rows > 1) std::cout << "input " << row << ":\n";
-    for (int64_t i = 0; i < indices.size(1); ++i) {
-      std::cout << std::setw(6) << indices[row][i].item<int64_t>() << "  " << std::fixed
-                << std::setprecision(2) << 100.0 * probabilities[row][i].item<double>() << "%\n";
+nlohmann::json to_json(const std::vector<tsnative::Prediction>& predictions) {
+  auto list = nlohmann::json::array();
+  for (const auto& prediction : predictions) {
+    list.push_back({{"index", prediction.index},
+                    {"label", prediction.label.empty() ? nlohmann::json(nullptr)
+                                                       : nlohmann::json(prediction.label)},
+                    {"probability", prediction.probability}});
+  }
+  return list;
+}
+
+void print_tensor_result(const std::vector<std::vector<tsnative::Prediction>>& rows) {
+  for (size_t row = 0; row < rows.size(); ++row) {
+    if (rows.size() > 1) std::cout << "input " << row << ":\n";
+    for (const auto& prediction : rows[row]) {
+      std::cout << "  " << describe(prediction) << "\n";
     }
   }
 }
 
-nlohmann::json to_json(const tsnative::TopK& top) {
-  const auto [probabilities, indices] = as_rows(top);
-  nlohmann::json result = {{"indices", nlohmann::json::array()},
-                           {"probabilities", nlohmann::json::array()}};
-  for (int64_t row = 0; row < indices.size(0); ++row) {
-    const auto index_row = indices[row].contiguous();
-    const auto probability_row = probabilities[row].contiguous();
-    result["indices"].push_back(std::vector<int64_t>(
-        index_row.data_ptr<int64_t>(), index_row.data_ptr<int64_t>() + index_row.numel()));
-    result["probabilities"].push_back(
-        std::vector<double>(probability_row.data_ptr<double>(),
-                            probability_row.data_ptr<double>() + probability_row.numel()));
+int classify_images(const Options& options, const tsnative::Model& model) {
+  tsnative::ClassifyOptions classify_options;
+  classify_options.k = options.k;
+  classify_options.batch_size = options.batch_size;
+  classify_options.preprocess = options.preprocess;
+  if (!options.mean.empty()) classify_options.preprocess.mean = options.mean;
+  if (!options.std.empty()) classify_options.preprocess.std = options.std;
+  if (!options.color.empty()) {
+    classify_options.preprocess.color = tsnative::parse_color_mode(options.color);
   }
-  return result;
+  if (!options.labels.empty()) classify_options.labels = tsnative::resolve_labels(options.labels);
+
+  const auto files = tsnative::expand_image_paths(options.images);
+  if (files.empty()) {
+    std::string given;
+    for (const auto& path : options.images) given += (given.empty() ? "'" : ", '") + path + "'";
+    throw tsnative::InputError("no JPEG or PNG images found in " + given);
+  }
+  const bool show_progress = isatty(STDERR_FILENO) && files.size() > 1;
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = tsnative::classify(
+      model, files, classify_options, [show_progress](size_t done, size_t total) {
+        if (show_progress) std::cerr << "\rclassifying " << done << "/" << total << std::flush;
+      });
+  if (show_progress) std::cerr << "\r\033[K" << std::flush;
+
+  size_t failed = 0;
+  for (const auto& result : results) {
+    if (!result.ok()) {
+      ++failed;
+      std::cerr << "ts-infer: skipped: " << result.error << std::endl;
+      if (options.json) {
+        std::cout << nlohmann::json{{"path", result.path}, {"error", result.error}}.dump() << "\n";
+      }
+      continue;
+    }
+    if (options.json) {
+      std::cout << nlohmann::json{{"path", result.path},
+                                  {"predictions", to_json(result.predictions)}}
+                       .dump()
+                << "\n";
+      continue;
+    }
+    if (results.size() > 1) std::cout << result.path << "\n";
+    for (const auto& prediction : result.predictions) {
+      std::cout << (results.size() > 1 ? "  " : "") << describe(prediction) << "\n";
+    }
+  }
+  std::cout << std::flush;
+  if (results.size() > 1) {
+    std::cerr << "classified " << results.size() - failed << " of " << results.size()
+              << " images in " << std::fixed << std::setprecision(2)
+              << milliseconds_since(start) / 1000.0 << " s"
+              << (failed ? " (" + std::to_string(failed) + " skipped)" : "") << std::endl;
+  }
+  return failed ? 1 : 0;
+}
+
+// Milliseconds of `repeat` more calls: {median, p90}.
+std::pair<double, double> time_repeats(const tsnative::Model& model, const Options& options,
+                                       const std::vector<c10::IValue>& inputs) {
+  std::vector<double> times;
+  for (int64_t i = 0; i < options.repeat; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    model.run(options.method, inputs);
+    times.push_back(milliseconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  const auto at = [&times](double q) {
+    return times[static_cast<size_t>(q * static_cast<double>(times.size() - 1) + 0.5)];
+  };
+  return {at(0.5), at(0.9)};
 }
 
 int run(const Options& options) {
   if (options.threads) tsnative::set_num_threads(*options.threads);
+  auto load_options = options.load;
+  load_options.optimize = tsnative::parse_optimize_level(options.optimize);
+  if (!options.images.empty()) {
+    return classify_images(options, *tsnative::Model::load(options.model, load_options));
+  }
+  const auto inputs = make_inputs(options);
+  // Optimized variants are warmed up, and the fastest chosen, on the very input to be run.
+  if (load_options.optimize != tsnative::OptimizeLevel::kNone && options.method == "forward") {
+    load_options.warmup_inputs = inputs;
+  }
   if (!options.json) std::cout << "Loading model..." << std::endl;
   const auto load_start = std::chrono::steady_clock::now();
-  const auto model = tsnative::Model::load(options.model, options.load);
+  const auto model = tsnative::Model::load(options.model, load_options);
   const double load_ms = milliseconds_since(load_start);
   if (!options.json) std::cout << "Model loaded successfully" << std::endl;
 
-  auto inputs = make_inputs(options);
   const auto forward_start = std::chrono::steady_clock::now();
-  const auto output = model->run(options.method, std::move(inputs));
-  const double forward_ms = milliseconds_since(forward_start);
+  const auto output = model->run(options.method, inputs);
+  const double first_forward_ms = milliseconds_since(forward_start);
+  const auto [forward_ms, forward_p90_ms] =
+      options.repeat > 0 ? time_repeats(*model, options, inputs)
+                         : std::pair<double, double>{first_forward_ms, first_forward_ms};
 
   if (!options.save_output.empty()) tsnative::save_value(options.save_output, output);
   // A non-tensor output is fine when it is being saved; otherwise top-k explains the problem.
   const bool show_topk = output.isTensor() || options.save_output.empty();
+  const auto labels =
+      options.labels.empty() ? model->metadata().labels : tsnative::resolve_labels(options.labels);
   std::optional<tsnative::TopK> top;
   if (show_topk) top = tsnative::softmax_topk(output, options.k);
 
@@ -151,12 +284,32 @@ int run(const Options& options) {
     nlohmann::json report = {{"model", options.model},
                              {"method", options.method},
                              {"device", model->device().str()},
+                             {"optimization", model->optimization()},
                              {"load_ms", load_ms},
-                             {"forward_ms", forward_ms}};
-    if (top) report.update(to_json(*top));
+                             {"first_forward_ms", first_forward_ms},
+                             {"forward_ms", forward_ms},
+                             {"forward_p90_ms", forward_p90_ms},
+                             {"repeat", options.repeat}};
+    if (top) {
+      report["indices"] = nlohmann::json::array();
+      report["probabilities"] = nlohmann::json::array();
+      for (const auto& row : tsnative::to_predictions(*top, labels)) {
+        auto& indices = report["indices"].emplace_back(nlohmann::json::array());
+        auto& probabilities = report["probabilities"].emplace_back(nlohmann::json::array());
+        for (const auto& prediction : row) {
+          indices.push_back(prediction.index);
+          probabilities.push_back(prediction.probability);
+        }
+      }
+    }
     std::cout << report.dump() << std::endl;
   } else {
-    if (top) print_text(*top);
+    if (top) print_tensor_result(tsnative::to_predictions(*top, labels));
+    if (options.repeat > 0) {
+      std::cout << "forward: median " << std::fixed << std::setprecision(3) << forward_ms
+                << " ms, p90 " << forward_p90_ms << " ms over " << options.repeat << " runs ("
+                << model->optimization() << ")\n";
+    }
     std::cout << "\nDONE" << std::endl;
   }
   return 0;

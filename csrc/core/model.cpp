@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 
+#include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/jit/serialization/import.h>
 
@@ -145,19 +149,89 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     throw LoadError("cannot load " + quoted(path) + ": it is a directory, not a model file");
   }
   torch::jit::Module module;
+  torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};
   try {
-    module = torch::jit::load(path, device);
+    module = torch::jit::load(path, device, extra_files);
   } catch (const c10::Error& e) {
     throw LoadError(describe_load_failure(path, e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw LoadError(describe_load_failure(path, e.what()));
   }
   module.eval();
-  return std::shared_ptr<Model>(new Model(path, device, std::move(module)));
+  const auto& metadata_json = extra_files[kMetadataFile];
+  const auto metadata = metadata_json.empty() ? Metadata{} : parse_metadata(metadata_json, path);
+
+  std::vector<std::string> method_names;
+  for (const auto& method : module.get_methods()) method_names.push_back(method.name());
+  std::vector<std::string> notes;
+  std::vector<std::shared_ptr<Model>> candidates;
+  for (auto& variant : candidate_variants(module, options.optimize, device, method_names, notes)) {
+    candidates.push_back(
+        std::shared_ptr<Model>(new Model(path, device, std::move(variant), metadata)));
+  }
+  const auto inputs = warmup_inputs(options, metadata);
+  auto chosen = candidates.front();
+  std::string timings;
+  if (!inputs.empty()) {
+    double best = std::numeric_limits<double>::infinity();
+    for (const auto& candidate : candidates) {
+      double ms = 0;
+      try {
+        ms = candidate->time_forward(inputs, options.warmup_runs);
+      } catch (const InferenceError& e) {
+        // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+        const bool last_chance =
+            candidate == candidates.back() && best == std::numeric_limits<double>::infinity();
+        if (last_chance && !options.warmup_inputs.empty()) {
+          throw InferenceError(std::string("warming up ") + quoted(path) + " failed: " + e.what());
+        }
+        notes.push_back(candidate->optimization_ + " failed on the warm-up input: " + e.what());
+        continue;
+      }
+      timings += (timings.empty() ? "" : ", ") + candidate->optimization_ + " " +
+                 c10::str(std::round(ms * 100) / 100) + " ms";
+      if (ms < best) {
+        best = ms;
+        chosen = candidate;
+      }
+    }
+  }
+  if (!timings.empty()) chosen->optimization_ += " [timed on the warm-up input: " + timings + "]";
+  for (const auto& note : notes) chosen->optimization_ += "; " + note;
+  return chosen;
 }
 
-Model::Model(std::string path, c10::Device device, torch::jit::Module module)
-    : path_(std::move(path)), device_(device), module_(std::move(module)) {
+std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
+                                              const Metadata& metadata) {
+  if (!options.warmup_inputs.empty() || options.warmup_runs < 1) return options.warmup_inputs;
+  // An image model's input is a float batch of a known shape; other models need explicit inputs.
+  if (metadata.preprocess && !metadata.input_shape.empty()) {
+    return {at::rand(metadata.input_shape)};
+  }
+  return {};
+}
+
+double Model::time_forward(const std::vector<c10::IValue>& inputs, int warmup_runs) const {
+  for (int i = 0; i < warmup_runs; ++i) forward(inputs);
+  std::vector<double> times;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    forward(inputs);
+    times.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  std::nth_element(times.begin(), times.begin() + 2, times.end());
+  return times[2];
+}
+
+Model::Model(std::string path, c10::Device device, Variant variant, Metadata metadata)
+    : path_(std::move(path)),
+      device_(device),
+      module_(std::move(variant.module)),
+      input_dtype_(variant.input_dtype),
+      optimization_(std::move(variant.name)),
+      metadata_(std::move(metadata)) {
   for (const auto& method : module_.get_methods()) {
     auto& function = method.function();
     const auto& arguments = function.getSchema().arguments();
@@ -189,10 +263,15 @@ c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args)
     throw ArgumentError(first_line(e.what_without_backtrace()));
   }
   args.insert(args.begin(), module_._ivalue());
-  const auto off_device = [this](const at::Tensor& t) { return t.device() != device_; };
+  // Tensors go to the model's device; float32 ones also to the variant's compute dtype.
+  const auto input_needs_conversion = [this](const at::Tensor& t) {
+    return t.device() != device_ || (t.scalar_type() == at::kFloat && input_dtype_ != at::kFloat);
+  };
   for (auto& arg : args) {
-    if (any_tensor(arg, off_device)) {
-      arg = map_tensors(arg, [this](const at::Tensor& t) { return t.to(device_); });
+    if (any_tensor(arg, input_needs_conversion)) {
+      arg = map_tensors(arg, [this](const at::Tensor& t) {
+        return t.to(device_, t.scalar_type() == at::kFloat ? input_dtype_ : t.scalar_type());
+      });
     }
   }
   // NoGradGuard rather than InferenceMode: tensors made under InferenceMode cannot be modified
@@ -207,9 +286,16 @@ c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args)
     throw InferenceError(describe_script_failure(method, e.what()));
   }
   // An output can be an input handed back as is; detach it so no result ever requires grad.
-  const auto requires_grad = [](const at::Tensor& t) { return t.requires_grad(); };
-  if (any_tensor(output, requires_grad)) {
-    output = map_tensors(output, [](const at::Tensor& t) { return t.detach(); });
+  // A reduced-precision variant hands back float32, as the saved model would.
+  const auto output_needs_conversion = [this](const at::Tensor& t) {
+    return t.requires_grad() || (t.scalar_type() == input_dtype_ && input_dtype_ != at::kFloat);
+  };
+  if (any_tensor(output, output_needs_conversion)) {
+    output = map_tensors(output, [this](const at::Tensor& t) {
+      return t.scalar_type() == input_dtype_ && input_dtype_ != at::kFloat
+                 ? t.detach().to(at::kFloat)
+                 : t.detach();
+    });
   }
   return output;
 }

@@ -12,17 +12,28 @@
 #include <c10/core/Device.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include "core/metadata.h"
+#include "core/optimize.h"
+
 namespace tsnative {
 
 // How a model is loaded. Front ends fill this from keyword arguments or flags; the defaults
 // here are the only defaults.
 struct LoadOptions {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  OptimizeLevel optimize = OptimizeLevel::kNone;
+  // Arguments of forward used to warm the model up inside load (the profiling executor makes
+  // the first calls slow) and, with several optimization variants, to time them and keep the
+  // fastest. If empty, a random input of the metadata's input_shape is used for image models.
+  std::vector<c10::IValue> warmup_inputs;
+  int warmup_runs = 3;  // calls before timing; the profiling executor optimizes on the second
 };
 
 class Model {
  public:
-  // Loads a TorchScript archive onto options.device and puts it in eval mode.
+  // Loads a TorchScript archive onto options.device, puts it in eval mode, applies
+  // options.optimize (choosing the fastest variant when there are warm-up inputs to time) and
+  // warms it up.
   // Throws LoadError (missing file, not TorchScript, newer format, unavailable device)
   // or OptionError (malformed options).
   static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
@@ -44,6 +55,12 @@ class Model {
   // Throws InferenceError if there is no such method.
   const c10::FunctionSchema& signature(const std::string& method) const;
 
+  // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
+  const Metadata& metadata() const { return metadata_; }
+
+  // Which variant runs (see optimize.h), the timings that chose it, and any fallback notes.
+  const std::string& optimization() const { return optimization_; }
+
   const std::string& path() const { return path_; }
   const c10::Device& device() const { return device_; }
 
@@ -53,12 +70,19 @@ class Model {
     c10::FunctionSchema signature;  // without self
   };
 
-  Model(std::string path, c10::Device device, torch::jit::Module module);
+  Model(std::string path, c10::Device device, Variant variant, Metadata metadata);
   const Method& find(const std::string& method) const;
+  static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,
+                                                const Metadata& metadata);
+  // Milliseconds per forward call on `inputs` (median), after `warmup_runs` untimed calls.
+  double time_forward(const std::vector<c10::IValue>& inputs, int warmup_runs) const;
 
   std::string path_;
   c10::Device device_;
   torch::jit::Module module_;
+  c10::ScalarType input_dtype_;  // float32 arguments are cast to this; outputs cast back
+  std::string optimization_;
+  Metadata metadata_;
   std::unordered_map<std::string, Method> methods_;
 };
 

@@ -40,6 +40,19 @@ void set_num_threads(int n) {
   at::set_num_threads(n);
 }
 
+void set_num_interop_threads(int n) {
+  if (n < 1) {
+    throw OptionError("inter-op thread count must be at least 1, got " + std::to_string(n));
+  }
+  try {
+    at::set_num_interop_threads(n);
+  } catch (const c10::Error&) {
+    throw OptionError(
+        "the inter-op thread count can only be set once per process, before any inter-op "
+        "parallel work has started");
+  }
+}
+
 int num_threads() { return at::get_num_threads(); }
 
 bool cuda_available() { return torch::cuda::is_available(); }

@@ -15,6 +15,10 @@ c10::Device resolve_device(const std::string& spec);
 // Sets the intra-op thread pool size (process-wide). Throws OptionError if n < 1.
 void set_num_threads(int n);
 
+// Sets the inter-op thread pool size (process-wide). LibTorch allows this once, before any
+// inter-op work has started; a later call throws OptionError saying so.
+void set_num_interop_threads(int n);
+
 // The current intra-op thread pool size.
 int num_threads();
 

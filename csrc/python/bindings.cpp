@@ -3,7 +3,10 @@
 #include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/extension.h>
 
+#include "core/classify.h"
 #include "core/errors.h"
+#include "core/image.h"
+#include "core/metadata.h"
 #include "core/model.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
@@ -90,7 +93,19 @@ py::object call_method(const Model& model, const std::string& method, const py::
 void bind_model(py::module_& m) {
   py::class_<LoadOptions>(m, "LoadOptions")
       .def(py::init<>())
-      .def_readwrite("device", &LoadOptions::device);
+      .def_readwrite("device", &LoadOptions::device)
+      .def_property(
+          "optimize",
+          [](const LoadOptions& options) { return optimize_level_name(options.optimize); },
+          [](LoadOptions& options, const std::string& name) {
+            options.optimize = parse_optimize_level(name);
+          })
+      .def_property(
+          "warmup_inputs", [](const LoadOptions&) { return py::none(); },
+          [](LoadOptions& options, const std::vector<at::Tensor>& inputs) {
+            options.warmup_inputs.assign(inputs.begin(), inputs.end());
+          })
+      .def_readwrite("warmup_runs", &LoadOptions::warmup_runs);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
       .def_static(
@@ -118,12 +133,101 @@ void bind_model(py::module_& m) {
             return c10::str(model.signature(method));
           },
           py::arg("method"))
+      .def(
+          "classify",
+          [](const Model& model, const std::vector<std::string>& paths,
+             const ClassifyOptions& options, const std::optional<py::function>& progress) {
+            ProgressCallback callback;
+            if (progress) {
+              callback = [&progress](size_t done, size_t total) {
+                py::gil_scoped_acquire gil;
+                (*progress)(done, total);
+              };
+            }
+            py::gil_scoped_release no_gil;
+            return classify(model, paths, options, callback);
+          },
+          py::arg("paths"), py::arg("options"), py::arg("progress") = py::none())
+      .def_property_readonly("metadata", &Model::metadata)
+      .def_property_readonly("optimization", &Model::optimization)
       .def_property_readonly("path", &Model::path)
       .def_property_readonly("device", [](const Model& model) { return model.device().str(); });
 }
 
+void bind_images(py::module_& m) {
+  py::class_<Preprocess>(m, "Preprocess")
+      .def(py::init<>())
+      .def_readwrite("resize", &Preprocess::resize)
+      .def_readwrite("crop", &Preprocess::crop)
+      .def_readwrite("mean", &Preprocess::mean)
+      .def_readwrite("std", &Preprocess::std)
+      .def_property(
+          "color", [](const Preprocess& p) { return color_mode_name(p.color); },
+          [](Preprocess& p, const std::string& name) { p.color = parse_color_mode(name); });
+  py::class_<PreprocessOverrides>(m, "PreprocessOverrides")
+      .def(py::init<>())
+      .def_readwrite("resize", &PreprocessOverrides::resize)
+      .def_readwrite("crop", &PreprocessOverrides::crop)
+      .def_readwrite("mean", &PreprocessOverrides::mean)
+      .def_readwrite("std", &PreprocessOverrides::std)
+      .def_property(
+          "color",
+          [](const PreprocessOverrides& o) -> std::optional<std::string> {
+            if (!o.color) return std::nullopt;
+            return std::string(color_mode_name(*o.color));
+          },
+          [](PreprocessOverrides& o, const std::optional<std::string>& name) {
+            o.color = name ? std::optional<ColorMode>(parse_color_mode(*name)) : std::nullopt;
+          });
+  m.def("apply_overrides", &apply_overrides, py::arg("base"), py::arg("overrides"));
+  m.def(
+      "decode_image",
+      [](const std::string& path, const std::string& color) {
+        const auto mode = parse_color_mode(color);
+        py::gil_scoped_release no_gil;
+        return decode_image(path, mode);
+      },
+      py::arg("path"), py::arg("color"));
+  m.def(
+      "load_image",
+      [](const std::string& path, const Preprocess& spec) {
+        py::gil_scoped_release no_gil;
+        return load_image(path, spec);
+      },
+      py::arg("path"), py::arg("spec"));
+
+  py::class_<Metadata>(m, "Metadata")
+      .def(py::init<>())
+      .def_readwrite("labels", &Metadata::labels)
+      .def_readwrite("preprocess", &Metadata::preprocess)
+      .def_readwrite("input_shape", &Metadata::input_shape)
+      .def_readwrite("tsnative_version", &Metadata::tsnative_version)
+      .def_readwrite("export_method", &Metadata::export_method)
+      .def("to_json", [](const Metadata& metadata) { return to_json(metadata); });
+  m.attr("METADATA_FILE") = kMetadataFile;
+  m.def("resolve_labels", &resolve_labels, py::arg("spec"));
+
+  py::class_<Prediction>(m, "Prediction")
+      .def_readonly("index", &Prediction::index)
+      .def_readonly("probability", &Prediction::probability)
+      .def_readonly("label", &Prediction::label);
+  py::class_<Classification>(m, "Classification")
+      .def_readonly("path", &Classification::path)
+      .def_readonly("predictions", &Classification::predictions)
+      .def_readonly("error", &Classification::error);
+  py::class_<ClassifyOptions>(m, "ClassifyOptions")
+      .def(py::init<>())
+      .def_readwrite("k", &ClassifyOptions::k)
+      .def_readwrite("batch_size", &ClassifyOptions::batch_size)
+      .def_readwrite("preprocess", &ClassifyOptions::preprocess)
+      .def_readwrite("labels", &ClassifyOptions::labels);
+  m.def("expand_image_paths", &expand_image_paths, py::arg("paths"));
+}
+
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("set_num_interop_threads", &set_num_interop_threads, py::arg("n"));
+  m.def("cpu_has_native_bf16", &cpu_has_native_bf16);
   m.def("get_num_threads", &num_threads);
   m.def("cuda_available", &cuda_available);
   m.def("torch_version", &torch_version);
@@ -136,6 +240,7 @@ void bind_runtime(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "tsnative's compiled core; use the public API in the tsnative package.";
   tsnative::bind_errors(m);
+  tsnative::bind_images(m);  // before bind_model: Model's signatures use these types
   tsnative::bind_model(m);
   tsnative::bind_runtime(m);
 }

@@ -22,23 +22,36 @@ from ._C import (
     InputError,
     ModelLoadError,
     __version__,
+    cpu_has_native_bf16,
     cuda_available,
     get_num_threads,
+    set_num_interop_threads,
     set_num_threads,
 )
+from .export import ExportError, export
+from .images import Classification, Prediction, classify, decode_image, load_image
 from .module import Module, clear_cache, infer, load
 
 __all__ = [
     "ArgumentError",
+    "Classification",
+    "ExportError",
     "InferenceError",
     "InputError",
     "ModelLoadError",
     "Module",
+    "Prediction",
     "__version__",
+    "classify",
     "clear_cache",
+    "cpu_has_native_bf16",
     "cuda_available",
+    "decode_image",
+    "export",
     "get_num_threads",
     "infer",
     "load",
+    "load_image",
+    "set_num_interop_threads",
     "set_num_threads",
 ]

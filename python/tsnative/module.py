@@ -6,7 +6,7 @@ import functools
 import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -54,6 +54,24 @@ class Module:
         return self._model.methods
 
     @property
+    def optimization(self) -> str:
+        """Which variant runs (none / exact / fast), the timings that chose it, fallback notes."""
+        return self._model.optimization
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names carried in the model file (tsnative.export's labels); [] if none."""
+        return self._model.metadata.labels
+
+    @property
+    def preprocess(self) -> dict[str, Any] | None:
+        """The image preprocessing carried in the model file, or None."""
+        spec = self._model.metadata.preprocess
+        if spec is None:
+            return None
+        return {key: getattr(spec, key) for key in ("resize", "crop", "mean", "std", "color")}
+
+    @property
     def path(self) -> str:
         return self._model.path
 
@@ -77,35 +95,54 @@ class Module:
         return f"tsnative.Module({self._model.path!r}, device={self._model.device!r})"
 
 
-def load(path: PathLike, device: str = "cpu") -> Module:
+Optimize = Literal["none", "exact", "fast"]
+
+
+def load(
+    path: PathLike,
+    device: str = "cpu",
+    *,
+    optimize: Optimize = "none",
+    warmup_inputs: tuple[torch.Tensor, ...] | None = None,
+) -> Module:
     """Loads a TorchScript file onto ``device`` ("cpu", "cuda", "cuda:N").
 
+    optimize: "none" runs the file as saved; "exact" freezes it and applies PyTorch's
+    inference optimizations in float32 (outputs within float32 rounding of eager); "fast" also
+    uses bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX), else it is "exact".
+    With `warmup_inputs` (a tuple of forward's tensor arguments; image models exported with
+    tsnative.export have one implied) the model is warmed up inside load, and the candidate
+    variants are timed and the fastest kept: see `Module.optimization`.
+
     Raises ModelLoadError with the cause (missing file, not TorchScript, saved by a newer
-    PyTorch, device unavailable) and ValueError for a malformed device string.
+    PyTorch, device unavailable) and ValueError for a malformed device or optimize level.
     """
     options = _C.LoadOptions()
     options.device = device
+    options.optimize = optimize
+    if warmup_inputs is not None:
+        options.warmup_inputs = tuple(warmup_inputs)
     return Module(_C.Model.load(os.fspath(path), options))
 
 
 _CACHE_SIZE = 16
-_cache: OrderedDict[tuple[str, str], tuple[tuple[int, int], Module]] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, str], tuple[tuple[int, int], Module]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached_load(path: PathLike, device: str) -> Module:
+def _cached_load(path: PathLike, device: str, optimize: Optimize) -> Module:
     real_path = os.path.realpath(os.fspath(path))
     try:
         stat = os.stat(real_path)
     except OSError:
         return load(path, device)  # the core reports the missing file with its own message
-    key, stamp = (real_path, device), (stat.st_mtime_ns, stat.st_size)
+    key, stamp = (real_path, device, optimize), (stat.st_mtime_ns, stat.st_size)
     with _cache_lock:
         entry = _cache.get(key)
         if entry is not None and entry[0] == stamp:
             _cache.move_to_end(key)
             return entry[1]
-    module = load(real_path, device)
+    module = load(real_path, device, optimize=optimize)
     with _cache_lock:
         _cache[key] = (stamp, module)
         _cache.move_to_end(key)
@@ -114,13 +151,13 @@ def _cached_load(path: PathLike, device: str) -> Module:
     return module
 
 
-def infer(path: PathLike, *inputs: Any, device: str = "cpu") -> Any:
+def infer(path: PathLike, *inputs: Any, device: str = "cpu", optimize: Optimize = "none") -> Any:
     """Runs a model's ``forward`` on ``inputs`` and returns its output.
 
-    The loaded model is cached by (path, device) and reloaded when the file's modification
-    time or size changes, so calling this in a loop does not reload the model.
+    The loaded model is cached by (path, device, optimize) and reloaded when the file's
+    modification time or size changes, so calling this in a loop does not reload the model.
     """
-    return _cached_load(path, device)(*inputs)
+    return _cached_load(path, device, optimize)(*inputs)
 
 
 def clear_cache() -> None:

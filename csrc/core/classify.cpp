@@ -1,0 +1,116 @@
+#include "core/classify.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+
+#include <ATen/ATen.h>
+
+#include "core/errors.h"
+
+namespace tsnative {
+namespace {
+
+bool has_image_extension(const std::filesystem::path& path) {
+  std::string extension = path.extension().string();
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return extension == ".jpg" || extension == ".jpeg" || extension == ".png";
+}
+
+}  // namespace
+
+std::vector<std::string> list_images(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::directory_iterator entries(dir, error);
+  if (error) {
+    throw InputError("cannot list images in '" + dir + "': " + error.message());
+  }
+  std::vector<std::string> paths;
+  for (const auto& entry : entries) {
+    if (entry.is_regular_file(error) && has_image_extension(entry.path())) {
+      paths.push_back(entry.path().string());
+    }
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::vector<std::string> expand_image_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> files;
+  for (const auto& path : paths) {
+    std::error_code error;
+    if (std::filesystem::is_directory(path, error)) {
+      const auto inside = list_images(path);
+      files.insert(files.end(), inside.begin(), inside.end());
+    } else {
+      files.push_back(path);
+    }
+  }
+  return files;
+}
+
+std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
+                                                    const std::vector<std::string>& labels) {
+  const auto k = top.indices.size(-1);
+  const auto probabilities = top.probabilities.to(at::kCPU, at::kDouble).reshape({-1, k});
+  const auto indices = top.indices.to(at::kCPU).reshape({-1, k});
+  std::vector<std::vector<Prediction>> rows(static_cast<size_t>(indices.size(0)));
+  for (int64_t row = 0; row < indices.size(0); ++row) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t index = indices[row][i].item<int64_t>();
+      const bool labelled = index >= 0 && index < static_cast<int64_t>(labels.size());
+      rows[row].push_back(Prediction{index, probabilities[row][i].item<double>(),
+                                     labelled ? labels[static_cast<size_t>(index)] : ""});
+    }
+  }
+  return rows;
+}
+
+Preprocess preprocessing_for(const Model& model, const PreprocessOverrides& overrides) {
+  return apply_overrides(model.metadata().preprocess.value_or(Preprocess{}), overrides);
+}
+
+std::vector<Classification> classify(const Model& model, const std::vector<std::string>& paths,
+                                     const ClassifyOptions& options,
+                                     const ProgressCallback& progress) {
+  if (options.batch_size < 1) {
+    throw OptionError("batch size must be at least 1, got " + std::to_string(options.batch_size));
+  }
+  const Preprocess preprocess = preprocessing_for(model, options.preprocess);
+  const auto& labels = options.labels ? *options.labels : model.metadata().labels;
+
+  std::vector<Classification> results(paths.size());
+  const auto batch_size = static_cast<size_t>(options.batch_size);
+  for (size_t start = 0; start < paths.size(); start += batch_size) {
+    const size_t end = std::min(paths.size(), start + batch_size);
+    std::vector<at::Tensor> images;
+    std::vector<size_t> slots;
+    for (size_t i = start; i < end; ++i) {
+      results[i].path = paths[i];
+      try {
+        images.push_back(load_image(paths[i], preprocess, options.limits));
+        slots.push_back(i);
+      } catch (const InputError& e) {  // a bad file is skipped; bad options are not
+        results[i].error = e.what();
+      }
+    }
+    // One forward call per image size in the batch: all of them when every image is cropped.
+    std::map<std::vector<int64_t>, std::vector<size_t>> by_size;
+    for (size_t j = 0; j < images.size(); ++j) by_size[images[j].sizes().vec()].push_back(j);
+    for (const auto& [size, members] : by_size) {
+      std::vector<at::Tensor> group;
+      for (const size_t j : members) group.push_back(images[j]);
+      auto rows =
+          to_predictions(softmax_topk(model.forward({at::stack(group)}), options.k), labels);
+      for (size_t g = 0; g < members.size(); ++g) {
+        results[slots[members[g]]].predictions = std::move(rows[g]);
+      }
+    }
+    if (progress) progress(end, paths.size());
+  }
+  return results;
+}
+
+}  // namespace tsnative

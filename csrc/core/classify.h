@@ -1,0 +1,65 @@
+// Image classification end to end: files -> decoded, preprocessed batches -> the model ->
+// softmax top-k -> labelled predictions. Both front ends (ts-infer, tsnative.classify) call
+// this; they only render results and progress.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/image.h"
+#include "core/model.h"
+#include "core/postprocess.h"
+
+namespace tsnative {
+
+struct Prediction {
+  int64_t index;
+  double probability;
+  std::string label;  // empty when the model has no labels
+};
+
+struct Classification {
+  std::string path;
+  std::vector<Prediction> predictions;  // best first; empty when error is set
+  std::string error;                    // why this file could not be classified
+  bool ok() const { return error.empty(); }
+};
+
+// Overrides of what the model's metadata says: preprocessing fields that are set replace the
+// metadata's (or, for a model without, the ImageNet defaults of Preprocess).
+struct ClassifyOptions {
+  int64_t k = 5;
+  int64_t batch_size = 16;
+  PreprocessOverrides preprocess;
+  std::optional<std::vector<std::string>> labels;
+  DecodeLimits limits;
+};
+
+// Called after each batch with (files done, files in all).
+using ProgressCallback = std::function<void(size_t done, size_t total)>;
+
+// The JPEG and PNG files directly inside `dir` (by extension, any case), sorted by name.
+// Throws InputError if `dir` is not a readable directory.
+std::vector<std::string> list_images(const std::string& dir);
+
+// Expands each path: a directory becomes the images inside it, a file stays as it is.
+std::vector<std::string> expand_image_paths(const std::vector<std::string>& paths);
+
+// Labels each row of a top-k result; label is empty where `labels` has no entry.
+std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
+                                                    const std::vector<std::string>& labels);
+
+// The preprocessing classify() applies: the model's (or ImageNet's) with `overrides` on top.
+Preprocess preprocessing_for(const Model& model, const PreprocessOverrides& overrides);
+
+// Classifies files in batches (images of different sizes, possible without a crop, go through
+// the model in separate groups). A file that cannot be read is reported in its result and
+// skipped; errors of the model itself (InferenceError) propagate.
+std::vector<Classification> classify(const Model& model, const std::vector<std::string>& paths,
+                                     const ClassifyOptions& options = {},
+                                     const ProgressCallback& progress = {});
+
+}  // namespace tsnative

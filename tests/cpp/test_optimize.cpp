@@ -1,0 +1,94 @@
+// Optimize levels in the core: parsing, the candidate variants, and Model::load choosing and
+// reporting one. Outputs are compared with the module run as saved.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include "core/errors.h"
+#include "core/model.h"
+#include "core/optimize.h"
+#include "test_support.h"
+
+namespace tsnative_test {
+namespace {
+
+using tsnative::OptimizeLevel;
+
+class OptimizeTest : public TempDirTest {};
+
+// The x @ w + 1 module of test_support.h, saved.
+std::string save_linear(const TempDir& dir) {
+  return save_module(make_linear_module(), dir.file("linear.pt"));
+}
+
+TEST(OptimizeLevelTest, ParsesTheThreeLevelsAndRefusesOthers) {
+  EXPECT_EQ(tsnative::parse_optimize_level("none"), OptimizeLevel::kNone);
+  EXPECT_EQ(tsnative::parse_optimize_level("exact"), OptimizeLevel::kExact);
+  EXPECT_EQ(tsnative::parse_optimize_level("fast"), OptimizeLevel::kFast);
+  EXPECT_STREQ(tsnative::optimize_level_name(OptimizeLevel::kFast), "fast");
+  EXPECT_TRUE(ThrowsWith<tsnative::OptionError>([] { tsnative::parse_optimize_level("Exact"); },
+                                                {"unknown optimize level 'Exact'"}));
+}
+
+TEST_F(OptimizeTest, NoneRunsTheModuleAsSaved) {
+  auto module = torch::jit::load(save_linear(tmp_));
+  module.eval();
+  std::vector<std::string> notes;
+  const auto variants =
+      tsnative::candidate_variants(module, OptimizeLevel::kNone, c10::kCPU, {"forward"}, notes);
+  ASSERT_EQ(variants.size(), 1u);
+  EXPECT_EQ(variants[0].name, "none (as saved)");
+  EXPECT_TRUE(notes.empty());
+}
+
+TEST_F(OptimizeTest, ExactOffersAFrozenVariantThatComputesTheSame) {
+  auto module = torch::jit::load(save_linear(tmp_));
+  module.eval();
+  std::vector<std::string> notes;
+  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, c10::kCPU,
+                                               {"add_one", "forward", "scale"}, notes);
+  ASSERT_EQ(variants.size(), 2u);
+  EXPECT_EQ(variants.back().name, "none (as saved)");
+  const auto x = torch::tensor({{1.0f, 1.0f}});
+  c10::NoGradGuard no_grad;
+  // [1, 1] @ [[1, 2], [3, 4]] + 1 = [5, 7], by hand.
+  EXPECT_TRUE(
+      torch::equal(variants[0].module.forward({x}).toTensor(), torch::tensor({{5.0f, 7.0f}})));
+  // Methods other than forward survive freezing.
+  EXPECT_EQ(variants[0].module.get_method("add_one")({41}).toInt(), 42);
+}
+
+TEST_F(OptimizeTest, FastSaysWhenTheCpuHasNoNativeBfloat16) {
+  if (tsnative::cpu_has_native_bf16()) GTEST_SKIP() << "this CPU computes bfloat16 natively";
+  auto module = torch::jit::load(save_linear(tmp_));
+  module.eval();
+  std::vector<std::string> notes;
+  const auto variants =
+      tsnative::candidate_variants(module, OptimizeLevel::kFast, c10::kCPU, {"forward"}, notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("no native bfloat16"), std::string::npos) << notes[0];
+  for (const auto& variant : variants) EXPECT_EQ(variant.input_dtype, c10::ScalarType::Float);
+}
+
+TEST_F(OptimizeTest, LoadTimesTheVariantsOnTheWarmupInputAndReportsIt) {
+  tsnative::LoadOptions options;
+  options.optimize = OptimizeLevel::kExact;
+  options.warmup_inputs = {torch::rand({3, 2})};
+  const auto model = tsnative::Model::load(save_linear(tmp_), options);
+  const auto& report = model->optimization();
+  EXPECT_NE(report.find("timed on the warm-up input"), std::string::npos) << report;
+  EXPECT_NE(report.find("none (as saved)"), std::string::npos) << report;
+  const auto x = torch::tensor({{1.0f, 1.0f}});
+  EXPECT_TRUE(torch::equal(model->forward({x}).toTensor(), torch::tensor({{5.0f, 7.0f}})));
+}
+
+TEST_F(OptimizeTest, AWarmupInputTheModelRejectsIsAnInferenceError) {
+  tsnative::LoadOptions options;
+  options.optimize = OptimizeLevel::kExact;
+  options.warmup_inputs = {torch::rand({3, 5})};  // 3x5 @ 2x2 cannot be multiplied
+  EXPECT_TRUE(ThrowsWith<tsnative::InferenceError>(
+      [&] { tsnative::Model::load(save_linear(tmp_), options); },
+      {"warming up", "cannot be multiplied"}));
+}
+
+}  // namespace
+}  // namespace tsnative_test

@@ -1,0 +1,159 @@
+"""Optimize levels: "exact" stays within float32 rounding of eager, "fast" keeps the top-5, and
+every fallback (a CPU without bfloat16, a model that cannot be frozen) is said, not hidden."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import tsnative
+from helpers import (
+    OPTIMIZED_TOLERANCES,
+    assert_outputs_equal,
+    eager_topk,
+    is_logits,
+    max_abs_diff,
+    run_cli,
+)
+from models import ZOO, SavedModels
+
+LEVELS = ("exact", "fast")
+
+
+def _first_case(name: str) -> str:
+    return next(iter(ZOO[name].cases))
+
+
+def _load(saved_models: SavedModels, name: str, level: str, inputs: tuple) -> tsnative.Module:
+    tensors_only = all(isinstance(value, torch.Tensor) for value in inputs)
+    return tsnative.load(
+        saved_models.path(name), optimize=level, warmup_inputs=inputs if tensors_only else None
+    )
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_exact_matches_eager(saved_models: SavedModels, name: str) -> None:
+    case = _first_case(name)
+    inputs = saved_models.inputs(name, case)
+    module = _load(saved_models, name, "exact", inputs)
+    expected = saved_models.eager_output(name, case)
+    assert_outputs_equal(module(*inputs), expected, exact=False, tolerances=OPTIMIZED_TOLERANCES)
+
+
+@pytest.mark.parametrize("name", [name for name, spec in ZOO.items() if spec.logits])
+def test_fast_keeps_the_top5(
+    saved_models: SavedModels, name: str, record_property: pytest.RecordProperty
+) -> None:
+    case = _first_case(name)
+    inputs = saved_models.inputs(name, case)
+    expected = saved_models.eager_output(name, case)
+    assert is_logits(expected)
+    actual = _load(saved_models, name, "fast", inputs)(*inputs)
+    assert actual.dtype == expected.dtype  # reduced precision stays inside the core
+    assert torch.equal(eager_topk(actual, 5)[1], eager_topk(expected, 5)[1])
+    error = max_abs_diff(actual, expected)
+    record_property("max_abs_error", error)
+    record_property("max_rel_error", error / expected.abs().max().item())
+
+
+@pytest.mark.skipif(tsnative.cpu_has_native_bf16(), reason="this CPU computes bfloat16 natively")
+def test_fast_says_it_falls_back_without_native_bf16(saved_models: SavedModels) -> None:
+    module = tsnative.load(saved_models.path("cnn_bn_dropout"), optimize="fast")
+    assert "no native bfloat16" in module.optimization
+    assert module.optimization.startswith("exact")
+
+
+def test_exported_methods_survive_freezing(saved_models: SavedModels) -> None:
+    inputs = saved_models.inputs("with_exports", "b1")
+    module = tsnative.load(saved_models.path("with_exports"), optimize="exact")
+    eager = saved_models.eager("with_exports")
+    assert module.methods == tsnative.load(saved_models.path("with_exports")).methods
+    with torch.no_grad():
+        expected = eager.encode(*inputs)
+    assert_outputs_equal(
+        module.encode(*inputs), expected, exact=False, tolerances=OPTIMIZED_TOLERANCES
+    )
+
+
+def test_warmup_inputs_time_the_variants(saved_models: SavedModels) -> None:
+    path = saved_models.path("cnn_bn_dropout")
+    inputs = saved_models.inputs("cnn_bn_dropout", "b1")
+    timed = tsnative.load(path, optimize="exact", warmup_inputs=inputs).optimization
+    assert "timed on the warm-up input" in timed
+    assert "exact" in timed and "none (as saved)" in timed  # both candidates were measured
+    assert "timed" not in tsnative.load(path, optimize="exact").optimization
+
+
+def test_exported_image_model_warms_up_by_itself(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3)
+    )
+    model(torch.rand(1, 3, 16, 16))  # materialise the lazy layer
+    path = tmp_path / "image_model.pt"
+    tsnative.export(model, torch.rand(1, 3, 16, 16), path, preprocess={"resize": 16, "crop": 16})
+    assert "timed on the warm-up input" in tsnative.load(path, optimize="exact").optimization
+
+
+def test_bad_level_is_a_value_error(saved_models: SavedModels) -> None:
+    with pytest.raises(ValueError, match=r"unknown optimize level 'turbo'.*'none', 'exact'"):
+        tsnative.load(saved_models.path("doubler"), optimize="turbo")
+
+
+def test_infer_caches_each_level_apart(saved_models: SavedModels) -> None:
+    tsnative.clear_cache()
+    path = saved_models.path("cnn_bn_dropout")
+    inputs = saved_models.inputs("cnn_bn_dropout", "b1")
+    tsnative.infer(path, *inputs)
+    tsnative.infer(path, *inputs, optimize="exact")
+    levels = sorted(key[2] for key in tsnative.module._cache)
+    assert levels == ["exact", "none"]
+
+
+def test_interop_threads_can_only_be_set_once() -> None:
+    # The first call fails too if an earlier test already started inter-op work.
+    with contextlib.suppress(ValueError):
+        tsnative.set_num_interop_threads(1)
+    with pytest.raises(ValueError, match=r"only be set once"):
+        tsnative.set_num_interop_threads(1)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_cli_optimize_and_repeat(saved_models: SavedModels, ts_infer: Path, level: str) -> None:
+    code, stdout, stderr = run_cli(
+        ts_infer,
+        saved_models.path("resnet18"),
+        "--ones",
+        "--optimize",
+        level,
+        "--repeat",
+        "3",
+        "--json",
+    )
+    assert (code, stderr) == (0, "")
+    report = json.loads(stdout)
+    assert report["optimization"].split(" ")[0] in ("exact", "none")
+    assert report["repeat"] == 3
+    assert 0 < report["forward_ms"] <= report["forward_p90_ms"]
+    assert report["first_forward_ms"] > 0
+    with torch.no_grad():
+        logits = saved_models.eager("resnet18")(torch.ones(1, 3, 224, 224))
+    assert report["indices"] == eager_topk(logits, 5)[1].tolist()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [(["--optimize", "turbo"], r"--optimize"), (["--repeat", "0"], r"--repeat")],
+    ids=["bad_level", "repeat_0"],
+)
+def test_cli_optimize_usage_errors(
+    saved_models: SavedModels, ts_infer: Path, args: list[str], match: str
+) -> None:
+    code, _, stderr = run_cli(ts_infer, saved_models.path("doubler"), *args)
+    assert code == 2
+    assert len(stderr.splitlines()) == 1
+    assert re.search(match, stderr), stderr
