@@ -165,11 +165,14 @@ def test_infer_reuses_the_loaded_module(tmp_path: Path, monkeypatch: pytest.Monk
     x = torch.arange(4.0)
     assert_outputs_equal(tsnative.infer(path, x), x * 2, exact=True)
     (key,) = tsnative.module._cache
-    assert key == (os.path.realpath(path), "cpu", "none")
+    stat = path.stat()
+    assert key == (stat.st_dev, stat.st_ino, "cpu", "none")
     first = tsnative.module._cache[key][1]
-    # The same file reached by another spelling of its path is the same cache entry.
+    # The same file reached by other spellings of its path is the same cache entry.
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.pt").symlink_to(path)
     assert_outputs_equal(tsnative.infer("doubler.pt", x), x * 2, exact=True)
+    assert_outputs_equal(tsnative.infer("link.pt", x), x * 2, exact=True)
     assert list(tsnative.module._cache) == [key]
     assert tsnative.module._cache[key][1] is first
 

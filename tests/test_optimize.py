@@ -110,7 +110,7 @@ def test_infer_caches_each_level_apart(saved_models: SavedModels) -> None:
     inputs = saved_models.inputs("cnn_bn_dropout", "b1")
     tsnative.infer(path, *inputs)
     tsnative.infer(path, *inputs, optimize="exact")
-    levels = sorted(key[2] for key in tsnative.module._cache)
+    levels = sorted(key[3] for key in tsnative.module._cache)
     assert levels == ["exact", "none"]
 
 

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <limits>
+#include <optional>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -164,41 +164,69 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   std::vector<std::string> method_names;
   for (const auto& method : module.get_methods()) method_names.push_back(method.name());
   std::vector<std::string> notes;
-  std::vector<std::shared_ptr<Model>> candidates;
-  for (auto& variant : candidate_variants(module, options.optimize, device, method_names, notes)) {
-    candidates.push_back(
-        std::shared_ptr<Model>(new Model(path, device, std::move(variant), metadata)));
-  }
   const auto inputs = warmup_inputs(options, metadata);
-  auto chosen = candidates.front();
-  std::string timings;
-  if (!inputs.empty()) {
-    double best = std::numeric_limits<double>::infinity();
-    for (const auto& candidate : candidates) {
-      double ms = 0;
-      try {
-        ms = candidate->time_forward(inputs, options.warmup_runs);
-      } catch (const InferenceError& e) {
-        // Inputs the caller gave must work; an input guessed from the metadata may not fit.
-        const bool last_chance =
-            candidate == candidates.back() && best == std::numeric_limits<double>::infinity();
-        if (last_chance && !options.warmup_inputs.empty()) {
-          throw InferenceError(std::string("warming up ") + quoted(path) + " failed: " + e.what());
-        }
-        notes.push_back(candidate->optimization_ + " failed on the warm-up input: " + e.what());
-        continue;
-      }
-      timings += (timings.empty() ? "" : ", ") + candidate->optimization_ + " " +
-                 c10::str(std::round(ms * 100) / 100) + " ms";
-      if (ms < best) {
-        best = ms;
-        chosen = candidate;
-      }
-    }
+  std::vector<Candidate> candidates;
+  for (auto& variant :
+       candidate_variants(module, options.optimize, device, method_names, !inputs.empty(), notes)) {
+    const bool onednn_graph = variant.onednn_graph;
+    candidates.push_back(
+        {std::shared_ptr<Model>(new Model(path, device, std::move(variant), metadata)),
+         onednn_graph});
   }
-  if (!timings.empty()) chosen->optimization_ += " [timed on the warm-up input: " + timings + "]";
+  auto chosen = candidates.front().model;
+  if (!inputs.empty()) {
+    chosen = choose_fastest(candidates, inputs, options, notes);
+  }
   for (const auto& note : notes) chosen->optimization_ += "; " + note;
   return chosen;
+}
+
+std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
+                                             const std::vector<c10::IValue>& inputs,
+                                             const LoadOptions& options,
+                                             std::vector<std::string>& notes) {
+  std::vector<Candidate*> working;
+  for (auto& candidate : candidates) {
+    try {
+      // The profiling executor optimizes during these calls: fusion must be on for them.
+      std::optional<OnednnGraphFusionScope> fusion;
+      if (candidate.onednn_graph) fusion.emplace();
+      for (int i = 0; i < std::max(options.warmup_runs, 2); ++i) candidate.model->forward(inputs);
+      working.push_back(&candidate);
+    } catch (const InferenceError& e) {
+      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+      const bool last_chance = &candidate == &candidates.back() && working.empty();
+      if (last_chance && !options.warmup_inputs.empty()) {
+        throw InferenceError("warming up " + quoted(candidate.model->path()) +
+                             " failed: " + e.what());
+      }
+      notes.push_back(candidate.model->optimization_ + " failed on the warm-up input: " + e.what());
+    }
+  }
+  if (working.empty()) return candidates.front().model;
+  // Interleaved rounds, so that a noisy moment on the machine does not favour one candidate.
+  constexpr int kTimedRounds = 5;
+  for (int round = 0; round < kTimedRounds; ++round) {
+    for (auto* candidate : working) {
+      const auto start = std::chrono::steady_clock::now();
+      candidate->model->forward(inputs);
+      candidate->times_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  }
+  std::string timings;
+  Candidate* fastest = nullptr;
+  for (auto* candidate : working) {
+    auto& times = candidate->times_ms;
+    std::nth_element(times.begin(), times.begin() + kTimedRounds / 2, times.end());
+    candidate->median_ms = times[kTimedRounds / 2];
+    timings += (timings.empty() ? "" : ", ") + candidate->model->optimization_ + " " +
+               c10::str(std::round(candidate->median_ms * 100) / 100) + " ms";
+    if (fastest == nullptr || candidate->median_ms < fastest->median_ms) fastest = candidate;
+  }
+  fastest->model->optimization_ += " [timed on the warm-up input: " + timings + "]";
+  return fastest->model;
 }
 
 std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
@@ -209,20 +237,6 @@ std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
     return {at::rand(metadata.input_shape)};
   }
   return {};
-}
-
-double Model::time_forward(const std::vector<c10::IValue>& inputs, int warmup_runs) const {
-  for (int i = 0; i < warmup_runs; ++i) forward(inputs);
-  std::vector<double> times;
-  for (int i = 0; i < 5; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    forward(inputs);
-    times.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
-  std::nth_element(times.begin(), times.begin() + 2, times.end());
-  return times[2];
 }
 
 Model::Model(std::string path, c10::Device device, Variant variant, Metadata metadata)

@@ -74,8 +74,18 @@ class Model {
   const Method& find(const std::string& method) const;
   static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,
                                                 const Metadata& metadata);
-  // Milliseconds per forward call on `inputs` (median), after `warmup_runs` untimed calls.
-  double time_forward(const std::vector<c10::IValue>& inputs, int warmup_runs) const;
+  struct Candidate {
+    std::shared_ptr<Model> model;
+    bool onednn_graph;  // warmed up inside an OnednnGraphFusionScope
+    std::vector<double> times_ms = {};
+    double median_ms = 0;
+  };
+  // Warms every candidate up on `inputs`, times them in interleaved rounds and returns the
+  // fastest, its optimization() saying the timings. Candidates that fail are noted and skipped.
+  static std::shared_ptr<Model> choose_fastest(std::vector<Candidate>& candidates,
+                                               const std::vector<c10::IValue>& inputs,
+                                               const LoadOptions& options,
+                                               std::vector<std::string>& notes);
 
   std::string path_;
   c10::Device device_;

@@ -2,6 +2,8 @@
 
 #include <ATen/cpu/Utils.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/codegen/onednn/interface.h>
+#include <torch/csrc/jit/passes/pass_manager.h>
 
 #include "core/errors.h"
 
@@ -14,16 +16,42 @@ bool capability(const char* name) {
   return found != capabilities.end() && found->second.isBool() && found->second.toBool();
 }
 
-// Freezes (inlining weights as constants, folding conv-bn) and applies PyTorch's inference
-// passes. Methods other than forward survive freezing only when named as preserved.
-torch::jit::Module frozen_for_inference(const torch::jit::Module& module,
-                                        const std::vector<std::string>& methods) {
+using torch::jit::Graph;
+
+thread_local bool fusing_in_this_thread = false;
+
+// Methods other than forward survive freezing only when named as preserved.
+std::vector<std::string> preserved_methods(const std::vector<std::string>& methods) {
   std::vector<std::string> others;
   for (const auto& method : methods) {
     if (method != "forward") others.push_back(method);
   }
-  auto frozen = torch::jit::freeze(module, others);
-  return torch::jit::optimize_for_inference(frozen, others);
+  return others;
+}
+
+// The variants of one precision: frozen (weights inlined as constants, conv-bn folded), then
+// fused by oneDNN Graph or rewritten by PyTorch's inference passes. The two do not mix:
+// oneDNN Graph fails on graphs that optimize_for_inference has converted to MKLDNN ops.
+std::vector<Variant> frozen_variants(const torch::jit::Module& module, c10::ScalarType dtype,
+                                     const std::string& level, bool onednn_graph,
+                                     const std::vector<std::string>& methods) {
+  const auto preserved = preserved_methods(methods);
+  const std::string prefix =
+      level + (dtype == c10::ScalarType::BFloat16 ? " (bfloat16" : " (float32") + ", frozen, ";
+  std::vector<Variant> variants;
+  // Each variant freezes its own copy: optimize_for_inference rewrites the graph in place.
+  if (onednn_graph) {
+    variants.push_back(
+        {torch::jit::freeze(module, preserved), dtype, prefix + "oneDNN Graph fusion)", true});
+  }
+  auto frozen = torch::jit::freeze(module, preserved);
+  variants.push_back({torch::jit::optimize_for_inference(frozen, preserved), dtype,
+                      prefix + "optimized for inference)"});
+  return variants;
+}
+
+void append(std::vector<Variant>& to, std::vector<Variant> more) {
+  to.insert(to.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
 }
 
 }  // namespace
@@ -51,8 +79,9 @@ bool cpu_has_native_bf16() { return capability("avx512_bf16") || capability("amx
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
                                         const c10::Device& device,
                                         const std::vector<std::string>& methods,
-                                        std::vector<std::string>& notes) {
+                                        bool warmed_up_in_scope, std::vector<std::string>& notes) {
   std::vector<Variant> variants;
+  const bool onednn_graph = warmed_up_in_scope && device.is_cpu();
   if (level == OptimizeLevel::kFast) {
     if (device.is_cpu() && !cpu_has_native_bf16()) {
       notes.push_back(
@@ -62,8 +91,8 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
       try {
         auto half = module.clone();
         half.to(c10::ScalarType::BFloat16);
-        variants.push_back({frozen_for_inference(half, methods), c10::ScalarType::BFloat16,
-                            "fast (bf16, frozen)"});
+        append(variants,
+               frozen_variants(half, c10::ScalarType::BFloat16, "fast", onednn_graph, methods));
       } catch (const std::exception& e) {
         notes.push_back(std::string("fast: bfloat16 conversion failed, using float32: ") +
                         e.what());
@@ -72,8 +101,8 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
   }
   if (level != OptimizeLevel::kNone) {
     try {
-      variants.push_back({frozen_for_inference(module, methods), c10::ScalarType::Float,
-                          "exact (frozen, optimized for inference)"});
+      append(variants,
+             frozen_variants(module, c10::ScalarType::Float, "exact", onednn_graph, methods));
     } catch (const std::exception& e) {
       const std::string message = e.what();
       notes.push_back("exact: the model cannot be frozen, running it as saved: " +
@@ -83,5 +112,16 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
   variants.push_back({module, c10::ScalarType::Float, "none (as saved)"});
   return variants;
 }
+
+OnednnGraphFusionScope::OnednnGraphFusionScope() : outer_(fusing_in_this_thread) {
+  // Registered once for the process; it fuses only inside a scope, only in the scope's thread.
+  static const auto registered = torch::jit::registerPrePass([](std::shared_ptr<Graph>& graph) {
+    if (fusing_in_this_thread) torch::jit::fuser::onednn::fuseGraph(graph);
+  });
+  (void)registered;
+  fusing_in_this_thread = true;
+}
+
+OnednnGraphFusionScope::~OnednnGraphFusionScope() { fusing_in_this_thread = outer_; }
 
 }  // namespace tsnative

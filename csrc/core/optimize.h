@@ -1,7 +1,8 @@
 // Execution options: how a loaded TorchScript module is transformed before it runs.
 //   none  — run as saved.
-//   exact — fp32: freeze (constants folded, conv-bn folded), then PyTorch's inference
-//           optimizations (oneDNN / MKLDNN layouts and fused ops where they apply).
+//   exact — fp32: freeze (constants folded, conv-bn folded), then either oneDNN Graph fusion
+//           (CPU; the fused kernels are built for the shapes of the warm-up input) or PyTorch's
+//           inference optimizations (MKLDNN layouts and fused ops where they apply).
 //   fast  — exact, and on a CPU with native bf16 (AVX512-BF16 or AMX) weights and activations
 //           in bfloat16; on a CPU without it, fast is exact and the notes say so.
 #pragma once
@@ -30,15 +31,34 @@ bool cpu_has_native_bf16();
 struct Variant {
   torch::jit::Module module;
   c10::ScalarType input_dtype = c10::ScalarType::Float;  // float32 inputs are cast to this
-  std::string name;                                      // e.g. "exact (frozen, oneDNN)"
+  std::string name;  // e.g. "exact (float32, frozen, oneDNN Graph fusion)"
+  // Fused only if its first calls (when the profiling executor optimizes it) run inside an
+  // OnednnGraphFusionScope; calls with other input shapes later run it frozen but unfused.
+  bool onednn_graph = false;
 };
 
 // The variants worth trying for `level`, best guess first; the saved module ("none") is always
-// last, so a caller that measures can fall back to it. `notes` explains fallbacks (a model that
-// cannot be frozen, a CPU without bf16). `methods` are kept callable through freezing.
+// last, so a caller that measures can fall back to it. oneDNN Graph variants are offered only
+// when `warmed_up_in_scope` (the caller runs their first calls in an OnednnGraphFusionScope).
+// `notes` explains fallbacks (a model that cannot be frozen, a CPU without bf16). `methods` are
+// kept callable through freezing.
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
                                         const c10::Device& device,
                                         const std::vector<std::string>& methods,
-                                        std::vector<std::string>& notes);
+                                        bool warmed_up_in_scope, std::vector<std::string>& notes);
+
+// While one is alive, the graphs the profiling executor optimizes in this thread (a module's
+// first calls) get oneDNN Graph fusion. Unlike torch.jit.enable_onednn_fusion, which fuses
+// every graph in the process, other threads and other models are left alone.
+class OnednnGraphFusionScope {
+ public:
+  OnednnGraphFusionScope();
+  ~OnednnGraphFusionScope();
+  OnednnGraphFusionScope(const OnednnGraphFusionScope&) = delete;
+  OnednnGraphFusionScope& operator=(const OnednnGraphFusionScope&) = delete;
+
+ private:
+  bool outer_;  // whether an enclosing scope was already fusing
+};
 
 }  // namespace tsnative

@@ -111,8 +111,10 @@ def load(
     inference optimizations in float32 (outputs within float32 rounding of eager); "fast" also
     uses bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX), else it is "exact".
     With `warmup_inputs` (a tuple of forward's tensor arguments; image models exported with
-    tsnative.export have one implied) the model is warmed up inside load, and the candidate
-    variants are timed and the fastest kept: see `Module.optimization`.
+    tsnative.export have one implied) the model is warmed up inside load, the candidate
+    variants (oneDNN Graph fusion among them, on CPU) are timed and the fastest kept: see
+    `Module.optimization`. Fused kernels are built for the warm-up input's shapes; calls with
+    other shapes still work, unfused, so warm up with the batch size you will run.
 
     Raises ModelLoadError with the cause (missing file, not TorchScript, saved by a newer
     PyTorch, device unavailable) and ValueError for a malformed device or optimize level.
@@ -126,23 +128,25 @@ def load(
 
 
 _CACHE_SIZE = 16
-_cache: OrderedDict[tuple[str, str, str], tuple[tuple[int, int], Module]] = OrderedDict()
+# Keyed by the file's identity (device and inode, as os.stat sees it through any symlinks),
+# not its path: one stat per call, where os.path.realpath would walk every path component.
+_CacheKey = tuple[int, int, str, str]
+_cache: OrderedDict[_CacheKey, tuple[tuple[int, int], Module]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
 def _cached_load(path: PathLike, device: str, optimize: Optimize) -> Module:
-    real_path = os.path.realpath(os.fspath(path))
     try:
-        stat = os.stat(real_path)
+        stat = os.stat(path)
     except OSError:
         return load(path, device)  # the core reports the missing file with its own message
-    key, stamp = (real_path, device, optimize), (stat.st_mtime_ns, stat.st_size)
+    key, stamp = (stat.st_dev, stat.st_ino, device, optimize), (stat.st_mtime_ns, stat.st_size)
     with _cache_lock:
         entry = _cache.get(key)
         if entry is not None and entry[0] == stamp:
             _cache.move_to_end(key)
             return entry[1]
-    module = load(real_path, device, optimize=optimize)
+    module = load(path, device, optimize=optimize)
     with _cache_lock:
         _cache[key] = (stamp, module)
         _cache.move_to_end(key)

@@ -1,6 +1,9 @@
 // Optimize levels in the core: parsing, the candidate variants, and Model::load choosing and
 // reporting one. Outputs are compared with the module run as saved.
+#include <thread>
+
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include "core/errors.h"
@@ -34,7 +37,8 @@ TEST_F(OptimizeTest, NoneRunsTheModuleAsSaved) {
   module.eval();
   std::vector<std::string> notes;
   const auto variants =
-      tsnative::candidate_variants(module, OptimizeLevel::kNone, c10::kCPU, {"forward"}, notes);
+      tsnative::candidate_variants(module, OptimizeLevel::kNone, c10::kCPU, {"forward"},
+                                   /*warmed_up_in_scope=*/true, notes);
   ASSERT_EQ(variants.size(), 1u);
   EXPECT_EQ(variants[0].name, "none (as saved)");
   EXPECT_TRUE(notes.empty());
@@ -45,8 +49,9 @@ TEST_F(OptimizeTest, ExactOffersAFrozenVariantThatComputesTheSame) {
   module.eval();
   std::vector<std::string> notes;
   auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, c10::kCPU,
-                                               {"add_one", "forward", "scale"}, notes);
-  ASSERT_EQ(variants.size(), 2u);
+                                               {"add_one", "forward", "scale"},
+                                               /*warmed_up_in_scope=*/false, notes);
+  ASSERT_EQ(variants.size(), 2u);  // no oneDNN Graph variant: nothing would warm it up fused
   EXPECT_EQ(variants.back().name, "none (as saved)");
   const auto x = torch::tensor({{1.0f, 1.0f}});
   c10::NoGradGuard no_grad;
@@ -63,10 +68,73 @@ TEST_F(OptimizeTest, FastSaysWhenTheCpuHasNoNativeBfloat16) {
   module.eval();
   std::vector<std::string> notes;
   const auto variants =
-      tsnative::candidate_variants(module, OptimizeLevel::kFast, c10::kCPU, {"forward"}, notes);
+      tsnative::candidate_variants(module, OptimizeLevel::kFast, c10::kCPU, {"forward"},
+                                   /*warmed_up_in_scope=*/true, notes);
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].find("no native bfloat16"), std::string::npos) << notes[0];
   for (const auto& variant : variants) EXPECT_EQ(variant.input_dtype, c10::ScalarType::Float);
+}
+
+// relu(conv2d(x)) then a linear layer: ops oneDNN Graph fuses.
+torch::jit::Module make_conv_module() {
+  torch::manual_seed(0);
+  auto module = new_module("Conv");
+  module.register_parameter("weight", torch::randn({4, 3, 3, 3}), false);
+  module.register_parameter("bias", torch::randn({4}), false);
+  module.register_parameter("fc", torch::randn({2, 4 * 8 * 8}), false);
+  define(module, R"JIT(
+def forward(self, x: Tensor) -> Tensor:
+    y = torch.relu(torch.conv2d(x, self.weight, self.bias, 1, 1))
+    return torch.linear(torch.flatten(y, 1), self.fc)
+)JIT");
+  module.eval();
+  return module;
+}
+
+// The graph the profiling executor ran for the last forward call in this thread.
+std::string optimized_graph_after_warmup(torch::jit::Module& module, const at::Tensor& x) {
+  c10::NoGradGuard no_grad;
+  for (int i = 0; i < 3; ++i) module.forward({x});
+  return torch::jit::lastExecutedOptimizedGraph()->toString();
+}
+
+TEST_F(OptimizeTest, OnednnGraphVariantIsFusedOnlyInsideTheScopeAndComputesTheSame) {
+  auto module = make_conv_module();
+  std::vector<std::string> notes;
+  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, c10::kCPU,
+                                               {"forward"}, /*warmed_up_in_scope=*/true, notes);
+  ASSERT_EQ(variants.size(), 3u);
+  ASSERT_TRUE(variants[0].onednn_graph);
+  EXPECT_NE(variants[0].name.find("oneDNN Graph fusion"), std::string::npos) << variants[0].name;
+  // Its graph is its own: not rewritten to MKLDNN ops by the next variant's passes.
+  const auto graph = variants[0].module.get_method("forward").graph()->toString();
+  EXPECT_EQ(graph.find("mkldnn"), std::string::npos) << graph;
+  EXPECT_NE(variants[1].module.get_method("forward").graph()->toString().find("mkldnn"),
+            std::string::npos);
+  const auto x = torch::randn({2, 3, 8, 8});
+
+  std::string fused;
+  std::string unfused_elsewhere;
+  {
+    tsnative::OnednnGraphFusionScope scope;
+    // Another thread, while the scope is held here, optimizes its own copy without fusion.
+    auto other = variants[0].module.clone();
+    std::thread([&] { unfused_elsewhere = optimized_graph_after_warmup(other, x); }).join();
+    fused = optimized_graph_after_warmup(variants[0].module, x);
+  }
+  auto after = variants[0].module.clone();
+  const auto unfused_after = optimized_graph_after_warmup(after, x);
+  EXPECT_NE(fused.find("oneDNNFusionGroup"), std::string::npos) << fused;
+  EXPECT_EQ(unfused_elsewhere.find("oneDNNFusionGroup"), std::string::npos) << unfused_elsewhere;
+  EXPECT_EQ(unfused_after.find("oneDNNFusionGroup"), std::string::npos) << unfused_after;
+
+  c10::NoGradGuard no_grad;
+  const auto expected = module.forward({x}).toTensor();
+  for (auto& variant : variants) {
+    const auto actual = variant.module.forward({x}).toTensor();
+    EXPECT_TRUE(torch::allclose(actual, expected, 1e-5, 1e-5))
+        << variant.name << ": max |diff| " << (actual - expected).abs().max().item<float>();
+  }
 }
 
 TEST_F(OptimizeTest, LoadTimesTheVariantsOnTheWarmupInputAndReportsIt) {
