@@ -42,6 +42,8 @@ def test_exact_matches_eager(saved_models: SavedModels, name: str) -> None:
     module = _load(saved_models, name, "exact", inputs)
     expected = saved_models.eager_output(name, case)
     assert_outputs_equal(module(*inputs), expected, exact=False, tolerances=OPTIMIZED_TOLERANCES)
+    # A variant that failed (oneDNN Graph cannot fuse every model) is one line of the report.
+    assert "\n" not in module.optimization
 
 
 @pytest.mark.parametrize("name", [name for name, spec in ZOO.items() if spec.logits])

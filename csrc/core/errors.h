@@ -7,6 +7,14 @@
 
 namespace tsnative {
 
+// The first line of `text`, leading blank lines skipped: LibTorch messages often carry a whole
+// graph or backtrace after it.
+inline std::string first_line(const std::string& text) {
+  const auto start = text.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos) return "";
+  return text.substr(start, text.find('\n', start) - start);
+}
+
 // Base of every error the core throws.
 class Error : public std::runtime_error {
  public:

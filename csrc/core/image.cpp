@@ -33,8 +33,6 @@ std::string size_text(int64_t width, int64_t height) {
   return std::to_string(width) + "x" + std::to_string(height);
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 // ---- Formats --------------------------------------------------------------------------------
 
 enum class Format { kJpeg, kPng, kOther };

@@ -22,8 +22,6 @@ bool contains(const std::string& text, const char* part) {
   return text.find(part) != std::string::npos;
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
 
 // Turns LibTorch's archive-reader messages into one sentence that names the cause.
@@ -59,7 +57,8 @@ bool starts_exception(const std::string& line) {
 // ("ValueError: ..."), plus where in the original source it was raised.
 std::string describe_script_failure(const std::string& method, const std::string& message) {
   if (!contains(message, "Traceback of TorchScript")) {
-    return method + "() failed: " + message;
+    return method + "() failed: " +
+           message.substr(std::min(message.find_first_not_of(" \n"), message.size()));
   }
   std::istringstream lines(message);
   std::string line, cause, location;
@@ -200,7 +199,8 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
         throw InferenceError("warming up " + quoted(candidate.model->path()) +
                              " failed: " + e.what());
       }
-      notes.push_back(candidate.model->optimization_ + " failed on the warm-up input: " + e.what());
+      notes.push_back(candidate.model->optimization_ +
+                      " failed on the warm-up input: " + first_line(e.what()));
     }
   }
   if (working.empty()) return candidates.front().model;

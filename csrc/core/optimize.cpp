@@ -95,7 +95,7 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
                frozen_variants(half, c10::ScalarType::BFloat16, "fast", onednn_graph, methods));
       } catch (const std::exception& e) {
         notes.push_back(std::string("fast: bfloat16 conversion failed, using float32: ") +
-                        e.what());
+                        first_line(e.what()));
       }
     }
   }
@@ -104,9 +104,8 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
       append(variants,
              frozen_variants(module, c10::ScalarType::Float, "exact", onednn_graph, methods));
     } catch (const std::exception& e) {
-      const std::string message = e.what();
-      notes.push_back("exact: the model cannot be frozen, running it as saved: " +
-                      message.substr(0, message.find('\n')));
+      notes.push_back(std::string("exact: the model cannot be frozen, running it as saved: ") +
+                      first_line(e.what()));
     }
   }
   variants.push_back({module, c10::ScalarType::Float, "none (as saved)"});
