@@ -2,10 +2,23 @@
 // each to one exception class and ts-infer's main turns them into one line on stderr.
 #pragma once
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 namespace tsnative {
+
+// A path or name as error messages show it: in single quotes.
+inline std::string quoted(const std::string& text) { return "'" + text + "'"; }
+
+// Why `path` cannot be read as a file ("no such file", "it is a directory"); "" if it can.
+inline std::string file_problem(const std::string& path) {
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (!std::filesystem::exists(status)) return "no such file";
+  if (std::filesystem::is_directory(status)) return "it is a directory";
+  return "";
+}
 
 // The first line of `text`, leading blank lines skipped: LibTorch messages often carry a whole
 // graph or backtrace after it.

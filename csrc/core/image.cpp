@@ -6,7 +6,6 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <new>
 
@@ -26,8 +25,6 @@
 
 namespace tsnative {
 namespace {
-
-std::string quoted(const std::string& text) { return "'" + text + "'"; }
 
 std::string size_text(int64_t width, int64_t height) {
   return std::to_string(width) + "x" + std::to_string(height);
@@ -565,13 +562,8 @@ struct FileCloser {
 // Reads a whole file, but looks at its first bytes before reading the rest: a large file that
 // is not an image is refused without being read.
 std::vector<uint8_t> read_image_file(const std::string& path) {
-  std::error_code error;
-  const auto status = std::filesystem::status(path, error);
-  if (!std::filesystem::exists(status)) {
-    throw InputError("cannot read image " + quoted(path) + ": no such file");
-  }
-  if (std::filesystem::is_directory(status)) {
-    throw InputError("cannot read image " + quoted(path) + ": it is a directory");
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw InputError("cannot read image " + quoted(path) + ": " + problem);
   }
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file) {

@@ -83,10 +83,10 @@ std::string to_json(const Metadata& metadata) {
 }
 
 std::vector<std::string> read_labels(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    throw InputError("cannot read labels file '" + path + "': no such file");
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw InputError("cannot read labels file " + quoted(path) + ": " + problem);
   }
+  std::ifstream file(path, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   auto labels = split_lines(text);
   if (labels.empty()) {

@@ -4,7 +4,6 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <optional>
 #include <sstream>
 
@@ -21,8 +20,6 @@ namespace {
 bool contains(const std::string& text, const char* part) {
   return text.find(part) != std::string::npos;
 }
-
-std::string quoted(const std::string& path) { return "'" + path + "'"; }
 
 // Turns LibTorch's archive-reader messages into one sentence that names the cause.
 std::string describe_load_failure(const std::string& path, const std::string& message) {
@@ -139,13 +136,10 @@ bool any_tensor(const c10::IValue& value, const Test& test) {
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
   const c10::Device device = resolve_device(options.device);
-  std::error_code error;
-  const auto status = std::filesystem::status(path, error);
-  if (!std::filesystem::exists(status)) {
-    throw LoadError("cannot load " + quoted(path) + ": no such file");
-  }
-  if (std::filesystem::is_directory(status)) {
-    throw LoadError("cannot load " + quoted(path) + ": it is a directory, not a model file");
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    const bool directory = problem == "it is a directory";
+    throw LoadError("cannot load " + quoted(path) + ": " + problem +
+                    (directory ? ", not a model file" : ""));
   }
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};

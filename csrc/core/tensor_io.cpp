@@ -1,6 +1,5 @@
 #include "core/tensor_io.h"
 
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -12,9 +11,8 @@
 namespace tsnative {
 
 c10::IValue load_value(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw InputError("cannot read tensor file '" + path + "': no such file");
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw InputError("cannot read tensor file " + quoted(path) + ": " + problem);
   }
   std::ifstream file(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());

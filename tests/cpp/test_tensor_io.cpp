@@ -91,6 +91,11 @@ TEST_F(TensorIoTest, MissingFileIsAnInputError) {
   EXPECT_TRUE(ThrowsWith<InputError>([&] { load_value(path); }, {"no such file", path}));
 }
 
+TEST_F(TensorIoTest, ADirectoryIsAnInputErrorThatSaysSo) {
+  EXPECT_TRUE(
+      ThrowsWith<InputError>([&] { load_value(tmp_.path().string()); }, {"it is a directory"}));
+}
+
 TEST_F(TensorIoTest, GarbageIsAnInputErrorThatNamesTorchSave) {
   const auto path = tmp_.file("garbage.pt");
   const std::string text = "1.0 2.0 3.0\n";
