@@ -7,8 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -17,7 +15,6 @@
 // jpeglib.h needs FILE and size_t declared first.
 #include <jpeglib.h>
 #include <png.h>
-#include <unistd.h>
 
 namespace tsnative::testing {
 
@@ -210,42 +207,5 @@ inline std::vector<uint8_t> encode_jpeg(const JpegSpec& spec) {
   }
   return out;
 }
-
-// ---- Files ----------------------------------------------------------------------------------
-
-// A fresh directory, removed with everything in it when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("tsnative_image_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code error;
-    std::filesystem::remove_all(path_, error);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  // Writes bytes to a file of that name in the directory; returns its path.
-  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
-    const std::string file = (path_ / name).string();
-    std::ofstream out(file, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    return file;
-  }
-
-  std::string write(const std::string& name, const std::string& text) const {
-    return write(name, std::vector<uint8_t>(text.begin(), text.end()));
-  }
-
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace tsnative::testing

@@ -15,6 +15,7 @@
 #include "core/errors.h"
 #include "core/image.h"
 #include "image_test_support.h"
+#include "test_support.h"
 
 namespace tsnative {
 namespace {
@@ -23,7 +24,7 @@ using testing::encode_jpeg;
 using testing::encode_png;
 using testing::JpegSpec;
 using testing::PngSpec;
-using testing::TempDir;
+using tsnative_test::TempDir;
 
 // The uint8 [H, W, C] tensor holding `values`, row-major and interleaved.
 at::Tensor hwc(int64_t height, int64_t width, int64_t channels, const std::vector<int>& values) {
@@ -297,12 +298,12 @@ TEST(ImageDecodeFile, FormatComesFromTheBytesNotTheName) {
 
 TEST(ImageErrors, MissingFileAndDirectory) {
   TempDir dir;
-  const std::string missing = dir.path() + "/missing.png";
+  const std::string missing = dir.file("missing.png");
   EXPECT_TRUE(contains_all(message_of<InputError>([&] { decode_image(missing, ColorMode::kRGB); }),
                            {"'" + missing + "'", "no such file"}));
-  EXPECT_TRUE(
-      contains_all(message_of<InputError>([&] { decode_image(dir.path(), ColorMode::kRGB); }),
-                   {"is a directory"}));
+  EXPECT_TRUE(contains_all(
+      message_of<InputError>([&] { decode_image(dir.path().string(), ColorMode::kRGB); }),
+      {"is a directory"}));
 }
 
 TEST(ImageErrors, EmptyFile) {
@@ -736,8 +737,8 @@ TEST(ImageLoad, SpecIsCheckedBeforeTheFileAndErrorsNameTheFile) {
   TempDir dir;
   Preprocess bad;
   bad.crop = 1000;
-  EXPECT_THROW(load_image(dir.path() + "/missing.png", bad), OptionError);
-  EXPECT_THROW(load_image(dir.path() + "/missing.png", Preprocess{}), InputError);
+  EXPECT_THROW(load_image(dir.file("missing.png"), bad), OptionError);
+  EXPECT_THROW(load_image(dir.file("missing.png"), Preprocess{}), InputError);
   PngSpec spec{30, 20, PNG_COLOR_TYPE_GRAY, 8, pattern(30 * 20)};
   const std::string path = dir.write("small.png", encode_png(spec));
   Preprocess keep_size;

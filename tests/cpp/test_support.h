@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -49,6 +50,18 @@ class TempDir {
 
   // The path of `name` inside the directory (the file itself is not created).
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+  // Writes `bytes` (or text) to a file of that name in the directory; returns its path.
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes) const {
+    const std::string path = file(name);
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    return path;
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    return write(name, std::vector<uint8_t>(text.begin(), text.end()));
+  }
 
  private:
   std::filesystem::path path_;
