@@ -88,6 +88,8 @@ def test_warmup_inputs_time_the_variants(saved_models: SavedModels) -> None:
     assert "timed on the warm-up input" in timed
     assert "exact" in timed and "none (as saved)" in timed  # both candidates were measured
     assert "timed" not in tsnative.load(path, optimize="exact").optimization
+    # One candidate is warmed up, not timed against nothing.
+    assert tsnative.load(path, warmup_inputs=inputs).optimization == "none (as saved)"
 
 
 def test_exported_image_model_warms_up_by_itself(tmp_path: Path) -> None:

@@ -198,6 +198,7 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
     }
   }
   if (working.empty()) return candidates.front().model;
+  if (working.size() == 1) return working.front()->model;  // warmed up; nothing to compare
   // Interleaved rounds, so that a noisy moment on the machine does not favour one candidate.
   constexpr int kTimedRounds = 5;
   for (int round = 0; round < kTimedRounds; ++round) {
