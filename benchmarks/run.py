@@ -119,10 +119,6 @@ def zoo() -> Any:
     return models
 
 
-def describe_optimization(module: tsnative.Module) -> str:
-    return str(module.optimization)
-
-
 def ts_infer_path() -> Path:
     beside = Path(sys.executable).parent / "ts-infer"
     if beside.exists():
@@ -525,7 +521,7 @@ def tsnative_runners(case: Case) -> tuple[list[Runner], list[Row]]:
                 False,
                 setup_ms,
                 reduced_precision=level == "fast",
-                optimization=describe_optimization(module),
+                optimization=module.optimization,
             )
         )
     return runners, failures
@@ -903,7 +899,7 @@ def measure_overhead(settings: Settings, work: Path) -> dict[str, Any]:
         "model": "x + 1 on a 1-element float tensor (TorchScript)",
         "calls_per_block": block,
         "rounds": rounds,
-        "module_optimization": describe_optimization(module),
+        "module_optimization": module.optimization,
         "other_load_cores": load.cores,
         "rows": [
             {"name": name, "ns_per_call": value, "ratio_jit": value / jit}
@@ -964,7 +960,7 @@ def measure_throughput(script_path: Path, settings: Settings) -> dict[str, Any]:
     rows = [run_threads(module, inputs, count, settings.throughput_s) for count in (1, 2, 4)]
     result = {
         "model": f"{CLASSIFIER} batch 1, optimize={level}",
-        "optimization": describe_optimization(module),
+        "optimization": module.optimization,
         "intra_op_threads": settings.threads,
         "rows": rows,
     }
