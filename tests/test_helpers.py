@@ -30,15 +30,21 @@ def test_exact_comparison_fails_on_any_difference(actual: Any, expected: Any) ->
         assert_outputs_equal(actual, expected, exact=True)
 
 
+@pytest.mark.parametrize("scale", [1.0, 8.0])
 @pytest.mark.parametrize("dtype", sorted(TOLERANCES, key=str))
-def test_close_comparison_uses_the_stated_tolerance(dtype: torch.dtype) -> None:
+def test_close_comparison_scales_atol_by_the_output(dtype: torch.dtype, scale: float) -> None:
+    """atol is a fraction of the expected tensor's largest |value|; at an element that is 0,
+    rtol adds nothing, so atol alone decides there."""
     _, atol = TOLERANCES[dtype]
-    x = torch.zeros(3, dtype=dtype)
-    assert_outputs_equal(x + atol / 2, x, exact=False)
+    expected = torch.tensor([0.0, -scale], dtype=dtype)
+    nudged = expected.clone()
+    nudged[0] = atol * scale / 2
+    assert_outputs_equal(nudged, expected, exact=False)
     with pytest.raises(AssertionError):
-        assert_outputs_equal(x + atol * 4, x, exact=False)
-    with pytest.raises(AssertionError):
-        assert_outputs_equal(x + atol / 2, x, exact=True)
+        assert_outputs_equal(nudged, expected, exact=True)
+    nudged[0] = atol * scale * 2
+    with pytest.raises(AssertionError, match=r"output: Tensor-likes are not close"):
+        assert_outputs_equal(nudged, expected, exact=False)
 
 
 def test_integers_are_always_exact() -> None:

@@ -92,8 +92,9 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option(
          "--optimize", options.optimize,
          "none: run as saved; exact: float32, frozen and fused (the variant fastest on this "
-         "input); fast: also bfloat16 where the CPU has it natively")
-      ->check(CLI::IsMember({"none", "exact", "fast"}))
+         "input); fast: also bfloat16 where the CPU has it natively; bf16: bfloat16 on any CPU "
+         "(emulated, slowly, where it has no native bf16)")
+      ->check(CLI::IsMember(tsnative::optimize_level_names()))
       ->capture_default_str();
   app.add_option("--repeat", options.repeat,
                  "Run forward N more times and report the median and p90 latency")

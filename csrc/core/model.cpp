@@ -159,12 +159,12 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   std::vector<std::string> notes;
   const auto inputs = warmup_inputs(options, metadata);
   std::vector<Candidate> candidates;
-  for (auto& variant :
-       candidate_variants(module, options.optimize, device, method_names, !inputs.empty(), notes)) {
-    const bool onednn_graph = variant.onednn_graph;
+  const VariantContext context{device, cpu_has_native_bf16(), !inputs.empty()};
+  for (auto& variant : candidate_variants(module, options.optimize, context, method_names, notes)) {
+    const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
     candidates.push_back(
         {std::shared_ptr<Model>(new Model(path, device, std::move(variant), metadata)),
-         onednn_graph});
+         onednn_graph, fallback_only});
   }
   auto chosen = candidates.front().model;
   if (!inputs.empty()) {
@@ -180,6 +180,7 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
                                              std::vector<std::string>& notes) {
   std::vector<Candidate*> working;
   for (auto& candidate : candidates) {
+    if (candidate.fallback_only && !working.empty()) continue;
     try {
       // The profiling executor optimizes during these calls: fusion must be on for them.
       std::optional<OnednnGraphFusionScope> fusion;

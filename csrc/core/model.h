@@ -76,7 +76,8 @@ class Model {
                                                 const Metadata& metadata);
   struct Candidate {
     std::shared_ptr<Model> model;
-    bool onednn_graph;  // warmed up inside an OnednnGraphFusionScope
+    bool onednn_graph;   // warmed up inside an OnednnGraphFusionScope
+    bool fallback_only;  // tried only if every candidate before it failed
     std::vector<double> times_ms = {};
     double median_ms = 0;
   };

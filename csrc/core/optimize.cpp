@@ -1,5 +1,7 @@
 #include "core/optimize.h"
 
+#include <algorithm>
+
 #include <ATen/cpu/Utils.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/codegen/onednn/interface.h>
@@ -56,50 +58,58 @@ void append(std::vector<Variant>& to, std::vector<Variant> more) {
 
 }  // namespace
 
+const std::vector<std::string>& optimize_level_names() {
+  static const std::vector<std::string> names{"none", "exact", "fast", "bf16"};
+  return names;
+}
+
 OptimizeLevel parse_optimize_level(const std::string& name) {
-  if (name == "none") return OptimizeLevel::kNone;
-  if (name == "exact") return OptimizeLevel::kExact;
-  if (name == "fast") return OptimizeLevel::kFast;
-  throw OptionError("unknown optimize level '" + name + "': expected 'none', 'exact' or 'fast'");
+  const auto& names = optimize_level_names();
+  const auto found = std::find(names.begin(), names.end(), name);
+  if (found == names.end()) {
+    std::string choices;
+    for (size_t i = 0; i < names.size(); ++i) {
+      choices += (i == 0 ? "'" : i + 1 == names.size() ? " or '" : ", '") + names[i] + "'";
+    }
+    throw OptionError("unknown optimize level '" + name + "': expected " + choices);
+  }
+  return static_cast<OptimizeLevel>(found - names.begin());
 }
 
 const char* optimize_level_name(OptimizeLevel level) {
-  switch (level) {
-    case OptimizeLevel::kExact:
-      return "exact";
-    case OptimizeLevel::kFast:
-      return "fast";
-    default:
-      return "none";
-  }
+  return optimize_level_names().at(static_cast<size_t>(level)).c_str();
 }
 
 bool cpu_has_native_bf16() { return capability("avx512_bf16") || capability("amx_bf16"); }
 
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
-                                        const c10::Device& device,
+                                        const VariantContext& context,
                                         const std::vector<std::string>& methods,
-                                        bool warmed_up_in_scope, std::vector<std::string>& notes) {
+                                        std::vector<std::string>& notes) {
   std::vector<Variant> variants;
-  const bool onednn_graph = warmed_up_in_scope && device.is_cpu();
-  if (level == OptimizeLevel::kFast) {
-    if (device.is_cpu() && !cpu_has_native_bf16()) {
+  const bool onednn_graph = context.warmed_up_in_scope && context.device.is_cpu();
+  const std::string name = optimize_level_name(level);
+  bool bf16 = level == OptimizeLevel::kBf16 || level == OptimizeLevel::kFast;
+  if (level == OptimizeLevel::kFast && context.device.is_cpu() && !context.cpu_native_bf16) {
+    notes.push_back(
+        "fast: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so fast runs as exact, in "
+        "float32 (optimize='bf16' runs bfloat16 anyway, emulated)");
+    bf16 = false;
+  }
+  if (bf16) {
+    try {
+      auto half = module.clone();
+      half.to(c10::ScalarType::BFloat16);
+      append(variants,
+             frozen_variants(half, c10::ScalarType::BFloat16, name, onednn_graph, methods));
+    } catch (const std::exception& e) {
       notes.push_back(
-          "fast: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so fast "
-          "runs as exact, in float32");
-    } else {
-      try {
-        auto half = module.clone();
-        half.to(c10::ScalarType::BFloat16);
-        append(variants,
-               frozen_variants(half, c10::ScalarType::BFloat16, "fast", onednn_graph, methods));
-      } catch (const std::exception& e) {
-        notes.push_back(std::string("fast: bfloat16 conversion failed, using float32: ") +
-                        first_line(e.what()));
-      }
+          name + ": bfloat16 conversion failed, " +
+          (level == OptimizeLevel::kFast ? "using float32: " : "running it as saved: ") +
+          first_line(e.what()));
     }
   }
-  if (level != OptimizeLevel::kNone) {
+  if (level == OptimizeLevel::kExact || level == OptimizeLevel::kFast) {
     try {
       append(variants,
              frozen_variants(module, c10::ScalarType::Float, "exact", onednn_graph, methods));
@@ -108,7 +118,8 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
                       first_line(e.what()));
     }
   }
-  variants.push_back({module, c10::ScalarType::Float, "none (as saved)"});
+  const bool fallback_only = level == OptimizeLevel::kBf16 && !variants.empty();
+  variants.push_back({module, c10::ScalarType::Float, "none (as saved)", false, fallback_only});
   return variants;
 }
 

@@ -5,6 +5,8 @@
 //           inference optimizations (MKLDNN layouts and fused ops where they apply).
 //   fast  — exact, and on a CPU with native bf16 (AVX512-BF16 or AMX) weights and activations
 //           in bfloat16; on a CPU without it, fast is exact and the notes say so.
+//   bf16  — the bfloat16 variants of fast on any CPU, emulated (and slow) where the CPU has no
+//           native bf16: to see a model's bfloat16 numerics before deploying it to one that has.
 #pragma once
 
 #include <string>
@@ -16,13 +18,16 @@
 
 namespace tsnative {
 
-enum class OptimizeLevel { kNone, kExact, kFast };
+enum class OptimizeLevel { kNone, kExact, kFast, kBf16 };
 
-// "none", "exact" or "fast". Throws OptionError for anything else.
+// "none", "exact", "fast" or "bf16". Throws OptionError for anything else.
 OptimizeLevel parse_optimize_level(const std::string& name);
 
-// OptimizeLevel -> "none", "exact" or "fast".
+// OptimizeLevel -> its name, as parse_optimize_level reads it.
 const char* optimize_level_name(OptimizeLevel level);
+
+// Every level's name, in the order above (for front ends that list the choices).
+const std::vector<std::string>& optimize_level_names();
 
 // Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16).
 bool cpu_has_native_bf16();
@@ -35,17 +40,29 @@ struct Variant {
   // Fused only if its first calls (when the profiling executor optimizes it) run inside an
   // OnednnGraphFusionScope; calls with other input shapes later run it frozen but unfused.
   bool onednn_graph = false;
+  // Run only if every variant before it failed, never timed against them.
+  bool fallback_only = false;
+};
+
+// What the variants may use beyond the level: filled from the machine by Model::load, set by
+// hand in tests so that every branch runs on every CPU.
+struct VariantContext {
+  c10::Device device = c10::kCPU;
+  bool cpu_native_bf16 = false;  // cpu_has_native_bf16() on this machine
+  // oneDNN Graph variants are offered only if the caller runs their first calls in an
+  // OnednnGraphFusionScope.
+  bool warmed_up_in_scope = false;
 };
 
 // The variants worth trying for `level`, best guess first; the saved module ("none") is always
-// last, so a caller that measures can fall back to it. oneDNN Graph variants are offered only
-// when `warmed_up_in_scope` (the caller runs their first calls in an OnednnGraphFusionScope).
-// `notes` explains fallbacks (a model that cannot be frozen, a CPU without bf16). `methods` are
-// kept callable through freezing.
+// last, so a caller that measures can fall back to it (for bf16 as a fallback only: timed
+// against emulated bfloat16 it would win, and bf16 asks for bfloat16). `notes` explains fallbacks
+// (a model that cannot be frozen or converted, a CPU without bf16). `methods` are kept callable
+// through freezing.
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
-                                        const c10::Device& device,
+                                        const VariantContext& context,
                                         const std::vector<std::string>& methods,
-                                        bool warmed_up_in_scope, std::vector<std::string>& notes);
+                                        std::vector<std::string>& notes);
 
 // While one is alive, the graphs the profiling executor optimizes in this thread (a module's
 // first calls) get oneDNN Graph fusion. Unlike torch.jit.enable_onednn_fusion, which fuses

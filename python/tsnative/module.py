@@ -95,7 +95,7 @@ class Module:
         return f"tsnative.Module({self._model.path!r}, device={self._model.device!r})"
 
 
-Optimize = Literal["none", "exact", "fast"]
+Optimize = Literal["none", "exact", "fast", "bf16"]
 
 
 def load(
@@ -109,7 +109,9 @@ def load(
 
     optimize: "none" runs the file as saved; "exact" freezes it and applies PyTorch's
     inference optimizations in float32 (outputs within float32 rounding of eager); "fast" also
-    uses bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX), else it is "exact".
+    uses bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX), else it is "exact";
+    "bf16" runs the bfloat16 variants on any CPU (emulated, slowly, where it has no native
+    bfloat16): to check a model's bfloat16 accuracy before deploying it to a CPU that has it.
     With `warmup_inputs` (a tuple of forward's tensor arguments; image models exported with
     tsnative.export have one implied) the model is warmed up inside load, the candidate
     variants (oneDNN Graph fusion among them, on CPU) are timed and the fastest kept: see

@@ -1,5 +1,9 @@
 // Optimize levels in the core: parsing, the candidate variants, and Model::load choosing and
 // reporting one. Outputs are compared with the module run as saved.
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -15,6 +19,20 @@ namespace tsnative_test {
 namespace {
 
 using tsnative::OptimizeLevel;
+using tsnative::VariantContext;
+
+// The CPU flags the kernel reports (the first processor's "flags" line of /proc/cpuinfo): an
+// independent reference for what LibTorch's cpuinfo detects.
+std::set<std::string> kernel_cpu_flags() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    return {std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+  }
+  return {};
+}
 
 class OptimizeTest : public TempDirTest {};
 
@@ -23,22 +41,34 @@ std::string save_linear(const TempDir& dir) {
   return save_module(make_linear_module(), dir.file("linear.pt"));
 }
 
-TEST(OptimizeLevelTest, ParsesTheThreeLevelsAndRefusesOthers) {
+TEST(OptimizeLevelTest, ParsesTheFourLevelsAndRefusesOthers) {
   EXPECT_EQ(tsnative::parse_optimize_level("none"), OptimizeLevel::kNone);
   EXPECT_EQ(tsnative::parse_optimize_level("exact"), OptimizeLevel::kExact);
   EXPECT_EQ(tsnative::parse_optimize_level("fast"), OptimizeLevel::kFast);
+  EXPECT_EQ(tsnative::parse_optimize_level("bf16"), OptimizeLevel::kBf16);
   EXPECT_STREQ(tsnative::optimize_level_name(OptimizeLevel::kFast), "fast");
-  EXPECT_TRUE(ThrowsWith<tsnative::OptionError>([] { tsnative::parse_optimize_level("Exact"); },
-                                                {"unknown optimize level 'Exact'"}));
+  EXPECT_STREQ(tsnative::optimize_level_name(OptimizeLevel::kBf16), "bf16");
+  EXPECT_TRUE(ThrowsWith<tsnative::OptionError>(
+      [] { tsnative::parse_optimize_level("Exact"); },
+      {"unknown optimize level 'Exact'", "'none', 'exact', 'fast' or 'bf16'"}));
 }
+
+#if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+TEST(CpuCapabilityTest, NativeBf16IsWhatTheKernelReports) {
+  const auto flags = kernel_cpu_flags();
+  ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";
+  const bool expected = flags.count("avx512_bf16") > 0 || flags.count("amx_bf16") > 0;
+  EXPECT_EQ(tsnative::cpu_has_native_bf16(), expected);
+}
+#endif
 
 TEST_F(OptimizeTest, NoneRunsTheModuleAsSaved) {
   auto module = torch::jit::load(save_linear(tmp_));
   module.eval();
   std::vector<std::string> notes;
-  const auto variants =
-      tsnative::candidate_variants(module, OptimizeLevel::kNone, c10::kCPU, {"forward"},
-                                   /*warmed_up_in_scope=*/true, notes);
+  const auto variants = tsnative::candidate_variants(module, OptimizeLevel::kNone,
+                                                     {c10::kCPU, true, /*warmed_up_in_scope=*/true},
+                                                     {"forward"}, notes);
   ASSERT_EQ(variants.size(), 1u);
   EXPECT_EQ(variants[0].name, "none (as saved)");
   EXPECT_TRUE(notes.empty());
@@ -48,9 +78,8 @@ TEST_F(OptimizeTest, ExactOffersAFrozenVariantThatComputesTheSame) {
   auto module = torch::jit::load(save_linear(tmp_));
   module.eval();
   std::vector<std::string> notes;
-  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, c10::kCPU,
-                                               {"add_one", "forward", "scale"},
-                                               /*warmed_up_in_scope=*/false, notes);
+  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, VariantContext{},
+                                               {"add_one", "forward", "scale"}, notes);
   ASSERT_EQ(variants.size(), 2u);  // no oneDNN Graph variant: nothing would warm it up fused
   EXPECT_EQ(variants.back().name, "none (as saved)");
   const auto x = torch::tensor({{1.0f, 1.0f}});
@@ -62,17 +91,58 @@ TEST_F(OptimizeTest, ExactOffersAFrozenVariantThatComputesTheSame) {
   EXPECT_EQ(variants[0].module.get_method("add_one")({41}).toInt(), 42);
 }
 
-TEST_F(OptimizeTest, FastSaysWhenTheCpuHasNoNativeBfloat16) {
-  if (tsnative::cpu_has_native_bf16()) GTEST_SKIP() << "this CPU computes bfloat16 natively";
+// Both branches of fast run on every CPU: the capability is the context's, not this machine's.
+TEST_F(OptimizeTest, FastWithoutNativeBfloat16IsExactAndSaysSo) {
+  auto module = torch::jit::load(save_linear(tmp_));
+  module.eval();
+  std::vector<std::string> notes;
+  const auto variants = tsnative::candidate_variants(module, OptimizeLevel::kFast,
+                                                     {c10::kCPU, false, true}, {"forward"}, notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("no native bfloat16"), std::string::npos) << notes[0];
+  ASSERT_EQ(variants.size(), 3u);  // exact: oneDNN Graph, optimized for inference; none
+  for (const auto& variant : variants) EXPECT_EQ(variant.input_dtype, c10::ScalarType::Float);
+}
+
+TEST_F(OptimizeTest, FastWithNativeBfloat16OffersBfloat16FirstThenExact) {
   auto module = torch::jit::load(save_linear(tmp_));
   module.eval();
   std::vector<std::string> notes;
   const auto variants =
-      tsnative::candidate_variants(module, OptimizeLevel::kFast, c10::kCPU, {"forward"},
-                                   /*warmed_up_in_scope=*/true, notes);
-  ASSERT_EQ(notes.size(), 1u);
-  EXPECT_NE(notes[0].find("no native bfloat16"), std::string::npos) << notes[0];
-  for (const auto& variant : variants) EXPECT_EQ(variant.input_dtype, c10::ScalarType::Float);
+      tsnative::candidate_variants(module, OptimizeLevel::kFast, {c10::kCPU, true, false},
+                                   {"add_one", "forward", "scale"}, notes);
+  EXPECT_TRUE(notes.empty());
+  ASSERT_EQ(variants.size(), 3u);  // bfloat16 and float32 optimized for inference; none
+  EXPECT_EQ(variants[0].input_dtype, c10::ScalarType::BFloat16);
+  EXPECT_EQ(variants[0].name, "fast (bfloat16, frozen, optimized for inference)");
+  EXPECT_EQ(variants[1].input_dtype, c10::ScalarType::Float);
+  EXPECT_EQ(variants[2].name, "none (as saved)");
+}
+
+TEST_F(OptimizeTest, Bf16RunsBfloat16OnAnyCpuWithNoFloat32Rival) {
+  auto module = torch::jit::load(save_linear(tmp_));
+  module.eval();
+  std::vector<std::string> notes;
+  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kBf16,
+                                               {c10::kCPU, /*cpu_native_bf16=*/false, true},
+                                               {"forward"}, notes);
+  EXPECT_TRUE(notes.empty());
+  // oneDNN Graph and optimized for inference, both bfloat16; the saved module only as fallback.
+  ASSERT_EQ(variants.size(), 3u);
+  EXPECT_EQ(variants.back().name, "none (as saved)");
+  EXPECT_TRUE(variants.back().fallback_only);
+  variants.pop_back();
+  c10::NoGradGuard no_grad;
+  const auto x = torch::tensor({{1.0f, 1.0f}}).to(c10::ScalarType::BFloat16);
+  for (auto& variant : variants) {
+    EXPECT_FALSE(variant.fallback_only);
+    EXPECT_EQ(variant.input_dtype, c10::ScalarType::BFloat16) << variant.name;
+    EXPECT_EQ(variant.name.rfind("bf16 (bfloat16, frozen, ", 0), 0u) << variant.name;
+    // [1, 1] @ [[1, 2], [3, 4]] + 1 = [5, 7], by hand: small integers are exact in bfloat16.
+    const auto y = variant.module.forward({x}).toTensor();
+    EXPECT_EQ(y.scalar_type(), c10::ScalarType::BFloat16);
+    EXPECT_TRUE(torch::equal(y.to(c10::ScalarType::Float), torch::tensor({{5.0f, 7.0f}})));
+  }
 }
 
 // relu(conv2d(x)) then a linear layer: ops oneDNN Graph fuses.
@@ -101,8 +171,9 @@ std::string optimized_graph_after_warmup(torch::jit::Module& module, const at::T
 TEST_F(OptimizeTest, OnednnGraphVariantIsFusedOnlyInsideTheScopeAndComputesTheSame) {
   auto module = make_conv_module();
   std::vector<std::string> notes;
-  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact, c10::kCPU,
-                                               {"forward"}, /*warmed_up_in_scope=*/true, notes);
+  auto variants = tsnative::candidate_variants(module, OptimizeLevel::kExact,
+                                               {c10::kCPU, false, /*warmed_up_in_scope=*/true},
+                                               {"forward"}, notes);
   ASSERT_EQ(variants.size(), 3u);
   ASSERT_TRUE(variants[0].onednn_graph);
   EXPECT_NE(variants[0].name.find("oneDNN Graph fusion"), std::string::npos) << variants[0].name;
@@ -147,6 +218,21 @@ TEST_F(OptimizeTest, LoadTimesTheVariantsOnTheWarmupInputAndReportsIt) {
   EXPECT_NE(report.find("none (as saved)"), std::string::npos) << report;
   const auto x = torch::tensor({{1.0f, 1.0f}});
   EXPECT_TRUE(torch::equal(model->forward({x}).toTensor(), torch::tensor({{5.0f, 7.0f}})));
+}
+
+TEST_F(OptimizeTest, LoadWithBf16ComputesInBfloat16AndHandsBackFloat32) {
+  tsnative::LoadOptions options;
+  options.optimize = OptimizeLevel::kBf16;
+  options.warmup_inputs = {torch::rand({3, 2})};
+  const auto model = tsnative::Model::load(save_linear(tmp_), options);
+  EXPECT_EQ(model->optimization().rfind("bf16 (bfloat16, frozen, ", 0), 0u)
+      << model->optimization();
+  // 0.1 is not a bfloat16: the result shows the input was rounded to 8 bits of mantissa.
+  const auto y = model->forward({torch::tensor({{0.1f, 0.0f}})}).toTensor();
+  EXPECT_EQ(y.scalar_type(), c10::ScalarType::Float);
+  const auto bf16_of_tenth = static_cast<float>(c10::BFloat16(0.1f));
+  EXPECT_NE(bf16_of_tenth, 0.1f);
+  EXPECT_FLOAT_EQ(y[0][0].item<float>(), static_cast<float>(c10::BFloat16(bf16_of_tenth + 1)));
 }
 
 TEST_F(OptimizeTest, AWarmupInputTheModelRejectsIsAnInferenceError) {
