@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -273,6 +275,29 @@ def test_set_num_threads_rejects_0(restore_num_threads: int) -> None:
 
 def test_version_is_the_package_version() -> None:
     assert tsnative.__version__ == importlib.metadata.version("tsnative")
+
+
+def test_built_against_the_running_torch() -> None:
+    """The build records the torch it compiled against, and the distribution asks for a range
+    (a pin would make pip replace the user's torch)."""
+    from tsnative import _build_info
+
+    assert torch.__version__ == _build_info.TORCH_VERSION
+    requirements = importlib.metadata.requires("tsnative") or []
+    assert [r for r in requirements if r.startswith("torch")] == ["torch>=2.13"]
+
+
+def test_import_refuses_another_torch_and_says_how_to_rebuild() -> None:
+    """Run in a fresh interpreter whose torch claims another version."""
+    code = "import torch; torch.__version__ = '2.99.0'; import tsnative"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: tsnative was compiled against torch ")
+    assert "but torch 2.99.0 is installed" in last_line
+    assert "pip install --no-build-isolation --no-deps --force-reinstall ." in last_line
 
 
 def test_cuda_available_agrees_with_torch() -> None:

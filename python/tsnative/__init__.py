@@ -10,10 +10,11 @@ import torch  # loads libtorch, which the compiled extension links against
 from ._build_info import TORCH_VERSION as _BUILT_AGAINST
 
 if torch.__version__ != _BUILT_AGAINST:
+    # --no-deps: a forced reinstall with dependencies would reinstall torch too.
     raise ImportError(
         f"tsnative was compiled against torch {_BUILT_AGAINST} but torch {torch.__version__} "
-        "is installed; reinstall one to match the other "
-        "(pip install --no-build-isolation --force-reinstall tsnative)"
+        "is installed; rebuild it against this torch, from the tsnative source folder: "
+        "pip install --no-build-isolation --no-deps --force-reinstall ."
     )
 
 from ._C import (
