@@ -22,8 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+
+# torchvision where it imports: make test-compat has PyPI's torch 2.14.1 + torchvision 0.29.1;
+# beside make test's CPU torch 2.13.0 PyPI's torchvision does not load.
+try:
+    import torchvision
+except Exception as error:  # ImportError, or a RuntimeError beside a torch it was not built for
+    torchvision = None
+    _reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    TORCHVISION_MISSING = f"torchvision does not import here: {type(error).__name__}: {_reason}"
+else:
+    TORCHVISION_MISSING = ""
+needs_torchvision = pytest.mark.skipif(torchvision is None, reason=TORCHVISION_MISSING)
 
 # dtype -> (rtol, atol / scale) for "close" comparisons; other dtypes (integers, bool) must be
 # equal. The native run of a file against eager: 1.5e-7 measured.

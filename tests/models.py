@@ -3,7 +3,9 @@
 Each `ModelSpec` builds an eval-mode module with deterministic (seeded) weights and names the
 input cases it is checked on ("b1", "b4": batch sizes; other names where batching does not
 apply). Nothing is downloaded; ResNet-18 comes from examples/resnet18.py (on sys.path through
-conftest.py). `SavedModels` (the `saved_models` fixture) exports each model once per session.
+conftest.py), and where torchvision imports, torchvision's own ResNet-18 and MobileNetV3-Small
+(random weights) join the zoo. `SavedModels` (the `saved_models` fixture) exports each model
+once per session.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from helpers import torchvision
 from resnet18 import resnet18
 from torch import Tensor, nn
 
@@ -310,6 +313,69 @@ ZOO: dict[str, ModelSpec] = {
         ),
     ]
 }
+
+
+def _torchvision_model(
+    factory: Callable[..., nn.Module], head: Callable[[nn.Module], nn.Linear], inputs: Tensor
+) -> nn.Module:
+    """A torchvision classifier, random weights made to behave like trained ones where it shows.
+
+    BatchNorm statistics are gathered from a few random batches, as training leaves them (the
+    defaults, mean 0 and variance 1, put a deep random network's activations at scales no
+    trained model has). The last linear layer is then solved by least squares so that each of
+    `inputs` (every test case's, stacked) gets ten classes ranked with logit margins of 1, as a
+    trained classifier ranks its data: random weights leave the top classes within 1e-3 of
+    each other, where no reduced precision (optimize="bf16") could keep their order.
+    """
+    model = factory(weights=None)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = None  # a plain average over the batches below
+    model.train()
+    with torch.no_grad():
+        for seed in range(3):
+            model(_rand(8, 3, 224, 224, seed=100 + seed))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
+    layer = head(model)
+    features: list[Tensor] = []
+    hook = layer.register_forward_hook(lambda _module, args, _output: features.append(args[0]))
+    with torch.no_grad():
+        model(inputs)
+    hook.remove()
+    n, classes = inputs.shape[0], layer.out_features
+    generator = _generator(0)
+    target = -torch.rand(n, classes, generator=generator, dtype=torch.float64)  # in (-1, 0]
+    ranked = torch.arange(10.0, 0.0, -1.0, dtype=torch.float64)
+    for row in target:
+        row[torch.randperm(classes, generator=generator)[:10]] = ranked
+    design = torch.cat([features[0].double(), torch.ones(n, 1, dtype=torch.float64)], 1)
+    solution = torch.linalg.lstsq(design, target, driver="gelsd").solution
+    with torch.no_grad():
+        layer.weight.copy_(solution[:-1].T)
+        layer.bias.copy_(solution[-1])
+    return model
+
+
+def _torchvision_spec(name: str, factory: Callable[..., nn.Module], head) -> ModelSpec:
+    cases = batched(lambda n: (_rand(n, 3, 224, 224, seed=n),), (1, 2))
+    inputs = torch.cat([make()[0] for make in cases.values()])
+    return ModelSpec(name, lambda: _torchvision_model(factory, head, inputs), cases)
+
+
+if torchvision is not None:
+    for _spec in [
+        _torchvision_spec(
+            "torchvision_resnet18", torchvision.models.resnet18, lambda model: model.fc
+        ),
+        _torchvision_spec(
+            "torchvision_mobilenet_v3_small",
+            torchvision.models.mobilenet_v3_small,
+            lambda model: model.classifier[-1],
+        ),
+    ]:
+        ZOO[_spec.name] = _spec
 
 
 # Small single-purpose models used by the API, error and CLI tests (script export only).

@@ -43,6 +43,7 @@ skimage_data = pytest.importorskip(
 )
 
 import tsnative  # noqa: E402
+from helpers import needs_torchvision, torchvision  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -414,6 +415,59 @@ def test_imagenet_preprocessing_matches_pillow(
     assert actual.shape == (3, 224, 224)
     atol = PREPROCESS_ATOL / min(IMAGENET_STD)
     assert_close_to_pillow(actual, expected, atol, name, request)
+
+
+# torchvision itself: the transform the deployment recipe writes, on a PIL image, and the same
+# steps as transforms.v2 runs them on a uint8 tensor, with ATen's antialiased kernel as tsnative.
+TORCHVISION_PHOTOS = [
+    "astronaut_q75.jpg",
+    "coffee_wide.png",
+    "chelsea_tall.jpg",
+    "rocket_interlaced.png",
+    "camera.png",
+    "coffee_cmyk.jpg",
+]
+# Same pixels, normalised in another order: float32 rounding of values up to 2.7 (7.2e-7 seen).
+SAME_PIXELS_ATOL = 2e-6
+
+
+@needs_torchvision
+@pytest.mark.parametrize("name", TORCHVISION_PHOTOS)
+def test_load_image_matches_torchvision_transforms(
+    image_dir: Path, name: str, request: pytest.FixtureRequest
+) -> None:
+    transforms = torchvision.transforms
+    eval_transform = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    expected = eval_transform(pillow_open(image_dir / name)).numpy()
+    actual = tsnative.load_image(str(image_dir / name))
+    atol = PREPROCESS_ATOL / min(IMAGENET_STD)  # Pillow's two 8-bit roundings, as above
+    assert_close_to_pillow(actual, expected, atol, f"{name} torchvision.transforms", request)
+
+
+@needs_torchvision
+@pytest.mark.parametrize("name", TORCHVISION_PHOTOS)
+def test_load_image_matches_torchvision_v2_on_uint8_tensors(image_dir: Path, name: str) -> None:
+    from torchvision.transforms import v2
+
+    eval_transform = v2.Compose(
+        [
+            v2.Resize(256, antialias=True),
+            v2.CenterCrop(224),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    pixels = torch.from_numpy(pillow_decode(image_dir / name)).permute(2, 0, 1)  # RGB
+    expected = eval_transform(pixels.contiguous()).numpy()
+    actual = tsnative.load_image(str(image_dir / name))
+    assert_close_to_pillow(actual, expected, SAME_PIXELS_ATOL, f"{name} transforms.v2")
 
 
 @pytest.mark.parametrize(
