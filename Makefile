@@ -10,7 +10,7 @@ BUILD_DIR := build/python
 SOURCES := $(shell find csrc python tests/cpp -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
 CXX_FILES := $(shell find csrc tests/cpp -name '*.cpp' -o -name '*.h')
 
-.PHONY: setup demo test test-cpp test-python lint format bench clean
+.PHONY: setup demo test test-compat test-cpp test-python lint format bench clean
 
 setup: $(STAMPS)/installed
 
@@ -22,7 +22,7 @@ $(STAMPS)/system: scripts/install-system-deps.sh | $(STAMPS)/venv
 	bash scripts/install-system-deps.sh
 	touch $@
 
-$(STAMPS)/python-deps: requirements-dev.txt | $(STAMPS)/venv
+$(STAMPS)/python-deps: requirements-dev.txt requirements-test.txt | $(STAMPS)/venv
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -43,6 +43,11 @@ test-cpp: setup
 test-python: setup
 	PATH="$(BIN):$$PATH" $(PY) -m pytest
 
+# The README's install steps as written, with PyPI's CUDA torch 2.14.1 and torchvision, in a
+# virtualenv of their own (.venv-compat), then the pytest suite there.
+test-compat:
+	bash scripts/test-compat.sh
+
 lint: $(STAMPS)/python-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,4 +66,4 @@ bench: setup $(STAMPS)/bench-deps
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) .venv-compat
