@@ -357,3 +357,19 @@ def test_does_not_link_libpython(ts_infer: Path) -> None:
     assert "libtorch_cpu" in ldd.stdout
     assert "not found" not in ldd.stdout
     assert "libpython" not in ldd.stdout
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="torch is a CPU build")
+def test_cuda_torch_build_keeps_the_gpu_with_the_wheels_cuda_runtime(ts_infer: Path) -> None:
+    """Built against a CUDA torch, ts-infer links libtorch_cuda (so --device cuda works where
+    there is a GPU), and the CUDA runtime it loads is the one of torch's own nvidia wheels,
+    not a CUDA toolkit that may sit on the machine."""
+    env = {"PATH": "/usr/bin:/bin"}  # what the binary finds by itself, as in the test above
+    ldd = subprocess.run(
+        ["ldd", str(ts_infer)], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    libraries = dict(re.findall(r"^\s*(\S+) => (\S+)", ldd, flags=re.MULTILINE))
+    site_packages = Path(torch.__file__).resolve().parent.parent
+    assert site_packages in Path(libraries["libtorch_cuda.so"]).resolve().parents
+    cudart = next(path for name, path in libraries.items() if name.startswith("libcudart"))
+    assert site_packages in Path(cudart).resolve().parents, cudart
