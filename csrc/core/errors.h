@@ -28,10 +28,15 @@ inline std::string first_line(const std::string& text) {
   return text.substr(start, text.find('\n', start) - start);
 }
 
-// Base of every error the core throws.
+// `text` as printable UTF-8 on one line: valid UTF-8 is kept, anything else (bytes that are
+// not UTF-8, control characters, C1 controls) becomes \xNN. Messages quote what files hold
+// (tokens, names, paths), and a corrupt file must not make stderr or a Python str undecodable.
+std::string printable(const std::string& text);
+
+// Base of every error the core throws. Its message is made printable here, the one place.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(printable(message)) {}
 };
 
 // The model file could not be loaded: missing, not TorchScript, too new, bad device.

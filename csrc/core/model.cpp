@@ -33,12 +33,27 @@ std::string describe_load_failure(const std::string& path, const std::string& me
     return quoted(path) + " is not a TorchScript archive (not a readable zip file; " +
            "is it truncated or some other format?)";
   }
-  if (contains(message, "constants.pkl") || contains(message, "code/")) {
+  if (contains(message, "failed locating file constants.pkl")) {
     return quoted(path) +
            " is not a TorchScript archive: it holds no TorchScript code (saved with torch.save "
            "instead of torch.jit.save / torch.jit.script(...).save?)";
   }
-  return "cannot load " + quoted(path) + ": " + first_line(message);
+  std::string cause = first_line(message);
+  // c10's "[enforce fail at inline_container.cc:215] . " names LibTorch's source, not the file.
+  if (cause.rfind("[enforce fail at ", 0) == 0 && contains(cause, "] . ")) {
+    cause.erase(0, cause.find("] . ") + 4);
+  }
+  // A compile error quotes the archive's code it stopped at, after a first line that often
+  // ends in " here:".
+  const std::string here = " here:";
+  const bool ends_here = cause.size() > here.size() &&
+                         cause.compare(cause.size() - here.size(), here.size(), here) == 0;
+  if (ends_here) cause.resize(cause.size() - here.size());
+  if (ends_here || contains(message, "File \"code/")) {
+    return "cannot load " + quoted(path) +
+           ": its TorchScript code does not compile (is the archive corrupt?): " + cause;
+  }
+  return "cannot load " + quoted(path) + ": " + cause;
 }
 
 // "RuntimeError: ..." or "builtins.ValueError: ...": where the exception text starts.
@@ -144,7 +159,12 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};
   try {
-    module = torch::jit::load(path, device, extra_files);
+    // Without the debug tables (code/*.debug_pkl): LibTorch unpickles them lazily, while it
+    // describes a compile error, inside ErrorReport::what() -- which is noexcept, so a corrupt
+    // table throwing there aborts the process (Python's torch.jit.load dies the same way).
+    // All they add is the Python source lines of runtime tracebacks; errors raised inside a
+    // model are located in the archive's own code/ files instead.
+    module = torch::jit::load(path, device, extra_files, /*load_debug_files=*/false);
   } catch (const c10::Error& e) {
     throw LoadError(describe_load_failure(path, e.what_without_backtrace()));
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,10 +36,12 @@ using tsnative_test::save_module;
 using tsnative_test::ThrowsWith;
 using tsnative_test::write_bytes;
 
-// Copies the TorchScript archive at `source` to `target` record by record, but stamps it with
-// file-format `version` (what a newer PyTorch's torch.jit.save would write).
-void copy_archive_with_version(const std::string& source, const std::string& target,
-                               uint64_t version) {
+// Copies the TorchScript archive at `source` to `target` record by record, each record's bytes
+// passed through `change(name, bytes)`, and stamps it with file-format `version` (a newer
+// PyTorch's torch.jit.save writes a higher one).
+using RecordChange = std::function<std::string(const std::string&, std::string)>;
+void copy_archive(const std::string& source, const std::string& target, uint64_t version,
+                  const RecordChange& change = nullptr) {
   caffe2::serialize::PyTorchStreamReader reader(source);
   caffe2::serialize::PyTorchStreamWriter writer(target);
   for (const auto& name : reader.getAllRecords()) {
@@ -47,10 +50,23 @@ void copy_archive_with_version(const std::string& source, const std::string& tar
       continue;
     }
     const auto [data, size] = reader.getRecord(name);
-    writer.writeRecord(name, data.get(), size);
+    std::string bytes(static_cast<const char*>(data.get()), size);
+    if (change) bytes = change(name, std::move(bytes));
+    writer.writeRecord(name, bytes.data(), bytes.size());
   }
   writer.setMinVersion(version);
   writer.writeEndOfFile();
+}
+
+bool ends_with(const std::string& text, const std::string& end) {
+  return text.size() >= end.size() && text.compare(text.size() - end.size(), end.size(), end) == 0;
+}
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
 }
 
 class ModelTest : public tsnative_test::TempDirTest {
@@ -322,15 +338,65 @@ TEST_F(ModelTest, ArchiveFromANewerPyTorchIsALoadError) {
   const auto original = save_linear();
   // Control: the copy works when the version is left as it was.
   const auto same = tmp_.file("same_version.pt");
-  copy_archive_with_version(original, same,
-                            caffe2::serialize::PyTorchStreamReader(original).version());
+  copy_archive(original, same, caffe2::serialize::PyTorchStreamReader(original).version());
   ASSERT_TRUE(torch::equal(Model::load(same)->forward({torch::tensor({{1.0f, 2.0f}})}).toTensor(),
                            torch::tensor({{8.0f, 11.0f}})));
 
   const auto newer = tmp_.file("newer.pt");
-  copy_archive_with_version(original, newer, 99);
+  copy_archive(original, newer, 99);
   EXPECT_TRUE(ThrowsWith<LoadError>([&] { Model::load(newer); },
                                     {"newer PyTorch", TORCH_VERSION, "version 99", newer}));
+}
+
+// forward calls helper: an error compiling helper is reported with forward's line, which is
+// where LibTorch would unpickle forward's debug table (lazily, inside a noexcept what()).
+std::string save_calls_a_helper(const tsnative_test::TempDir& dir) {
+  return save_module(make_module(R"JIT(
+def helper(self, x: Tensor) -> Tensor:
+    return torch.relu(x) * 2
+
+def forward(self, x: Tensor) -> Tensor:
+    return self.helper(x) + 1
+)JIT",
+                                 "CallsAHelper"),
+                     dir.file("calls_a_helper.pt"));
+}
+
+// A copy of `original` whose debug tables hold a pickle header and then an opcode that does
+// not exist, and whose code goes through `code`.
+std::string corrupt_copy(const std::string& original, const std::string& target,
+                         const std::function<std::string(std::string)>& code) {
+  copy_archive(original, target, caffe2::serialize::PyTorchStreamReader(original).version(),
+               [&](const std::string& name, std::string bytes) {
+                 if (ends_with(name, ".debug_pkl")) return std::string("\x80\x02\x00", 3);
+                 return ends_with(name, ".py") ? code(std::move(bytes)) : bytes;
+               });
+  return target;
+}
+
+TEST_F(ModelTest, CorruptDebugTablesAreNeverRead) {
+  const auto path = corrupt_copy(save_calls_a_helper(tmp_), tmp_.file("debug.pt"),
+                                 [](std::string code) { return code; });
+  const auto x = torch::tensor({-1.0f, 0.5f, 2.0f});
+  // relu(x) * 2 + 1, by hand.
+  EXPECT_TRUE(
+      torch::equal(Model::load(path)->forward({x}).toTensor(), torch::tensor({1.0f, 2.0f, 5.0f})));
+}
+
+TEST_F(ModelTest, CodeThatDoesNotCompileBesideCorruptDebugTablesIsALoadError) {
+  const auto original = save_calls_a_helper(tmp_);
+  const auto unknown_op = corrupt_copy(original, tmp_.file("unknown_op.pt"), [](std::string code) {
+    return replace_all(std::move(code), "torch.relu", "torch.nosuchop");
+  });
+  EXPECT_TRUE(ThrowsWith<LoadError>(
+      [&] { Model::load(unknown_op); },
+      {"cannot load", unknown_op, "does not compile", "Unknown builtin op: aten::nosuchop"}));
+  // A byte that is not UTF-8 comes back escaped.
+  const auto bad_token = corrupt_copy(original, tmp_.file("bad_token.pt"), [](std::string code) {
+    return replace_all(std::move(code), "torch.relu", "torch.re\x84u");
+  });
+  EXPECT_TRUE(ThrowsWith<LoadError>([&] { Model::load(bad_token); },
+                                    {"does not compile", "found '\\x84'"}));
 }
 
 TEST_F(ModelTest, UnavailableCudaIsALoadError) {

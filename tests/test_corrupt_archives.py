@@ -1,0 +1,126 @@
+"""Corrupt model archives get a clear error, never an abort, and messages stay printable.
+
+The archive that aborted: a method that calls another whose code does not compile, beside a
+corrupt debug table (code/*.debug_pkl). While LibTorch describes the compile error it highlights
+the caller's line, unpickles that table lazily inside ErrorReport::what(), which is noexcept, and
+the process dies (Python's own torch.jit.load included). tsnative never reads debug tables.
+Each check runs in a subprocess, so that a regression is one failed test, not a dead pytest.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import tsnative
+from helpers import run_cli
+from torch import Tensor, nn
+
+
+class CallsAHelper(nn.Module):
+    def helper(self, x: Tensor) -> Tensor:
+        return torch.relu(x) * 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.helper(x) + 1
+
+
+DEBUG_TABLES = {
+    "opcode_0": b"\x80\x02\x00",  # a pickle header, then an opcode that does not exist
+    "empty": b"",
+    "cut": None,  # the first half of the real table
+}
+
+
+def _rewrite(source: Path, target: Path, change: Callable[[str, bytes], bytes]) -> Path:
+    """A copy of the archive with each member's bytes passed through `change(name, bytes)`."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for info in archive.infolist():
+            out.writestr(info, change(info.filename, archive.read(info.filename)))
+    return target
+
+
+def _corrupt(saved: Path, target: Path, debug: str, code: Callable[[bytes], bytes]) -> Path:
+    def change(name: str, data: bytes) -> bytes:
+        if name.endswith(".debug_pkl"):
+            table = DEBUG_TABLES[debug]
+            return data[: len(data) // 2] if table is None else table
+        return code(data) if name.endswith(".py") else data
+
+    return _rewrite(saved, target, change)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corrupt") / "calls_a_helper.pt"
+    torch.jit.script(CallsAHelper()).save(str(path))
+    return path
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _unknown_op(code: bytes) -> bytes:
+    return code.replace(b"torch.relu", b"torch.nosuchop")
+
+
+def _bad_token(code: bytes) -> bytes:
+    return code.replace(b"torch.relu", b"torch.re\x84u")  # not UTF-8
+
+
+@pytest.mark.parametrize("debug", list(DEBUG_TABLES))
+def test_compile_error_beside_a_corrupt_debug_table_is_a_load_error(
+    saved: Path, tmp_path: Path, debug: str, ts_infer: Path
+) -> None:
+    path = _corrupt(saved, tmp_path / f"{debug}.pt", debug, _unknown_op)
+    expected = (
+        f"cannot load '{path}': its TorchScript code does not compile (is the archive "
+        "corrupt?): Unknown builtin op: aten::nosuchop."
+    )
+    result = _python(f"import tsnative; tsnative.load({str(path)!r})")
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == f"tsnative.ModelLoadError: {expected}"
+
+    code, stdout, stderr = run_cli(ts_infer, path, "--shape", "2")
+    assert (code, stderr) == (1, f"ts-infer: error: {expected}\n")
+    assert "Model loaded" not in stdout
+
+
+def test_the_regression_archive_aborts_torch_itself(saved: Path, tmp_path: Path) -> None:
+    """The control: without tsnative, LibTorch dies on the archive the test above loads."""
+    path = _corrupt(saved, tmp_path / "opcode_0.pt", "opcode_0", _unknown_op)
+    result = _python(f"import torch; torch.jit.load({str(path)!r})")
+    assert result.returncode == -signal.SIGABRT, (result.returncode, result.stderr[-500:])
+    assert "Unknown opcode for unpickling" in result.stderr
+
+
+@pytest.mark.parametrize("debug", list(DEBUG_TABLES))
+def test_corrupt_debug_tables_are_never_read(saved: Path, tmp_path: Path, debug: str) -> None:
+    path = _corrupt(saved, tmp_path / f"{debug}.pt", debug, lambda code: code)
+    x = torch.tensor([-1.0, 0.5, 2.0])
+    assert torch.equal(tsnative.load(path)(x), CallsAHelper()(x))
+
+
+def test_bytes_from_the_file_are_escaped_in_messages(
+    saved: Path, tmp_path: Path, ts_infer: Path
+) -> None:
+    path = _corrupt(saved, tmp_path / "token.pt", "cut", _bad_token)
+    with pytest.raises(tsnative.ModelLoadError) as error:
+        tsnative.load(path)
+    message = str(error.value)
+    assert message.endswith(
+        "does not compile (is the archive corrupt?): expected a valid token but found '\\x84'"
+    )
+    message.encode("utf-8")  # a str Python can write anywhere
+    result = subprocess.run([ts_infer, path, "--shape", "2"], capture_output=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.decode("utf-8") == f"ts-infer: error: {message}\n"  # strict UTF-8
