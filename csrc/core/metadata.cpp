@@ -35,9 +35,8 @@ Metadata parse_metadata(const std::string& json, const std::string& source) {
     const auto document = nlohmann::json::parse(json);
     const int version = document.value("version", 0);
     if (version > kFormatVersion) {
-      throw LoadError("'" + source + "' carries tsnative metadata format " +
-                      std::to_string(version) + ", newer than this tsnative reads (" +
-                      std::to_string(kFormatVersion) + ")");
+      throw LoadError(source + " carries tsnative metadata format " + std::to_string(version) +
+                      ", newer than this tsnative reads (" + std::to_string(kFormatVersion) + ")");
     }
     metadata.labels = document.value("labels", std::vector<std::string>{});
     metadata.input_shape = document.value("input_shape", std::vector<int64_t>{});
@@ -55,9 +54,9 @@ Metadata parse_metadata(const std::string& json, const std::string& source) {
       metadata.preprocess = preprocess;
     }
   } catch (const nlohmann::json::exception& e) {
-    throw LoadError("'" + source + "' has unreadable tsnative metadata: " + e.what());
+    throw LoadError(source + " has unreadable tsnative metadata: " + e.what());
   } catch (const OptionError& e) {
-    throw LoadError("'" + source + "' has invalid tsnative metadata: " + e.what());
+    throw LoadError(source + " has invalid tsnative metadata: " + e.what());
   }
   return metadata;
 }

@@ -23,7 +23,8 @@ struct Metadata {
 // Name of the metadata file inside the archive (under extra/).
 inline constexpr const char* kMetadataFile = "tsnative.json";
 
-// Parses metadata JSON; `source` names the archive in error messages. Throws LoadError.
+// Parses metadata JSON; `source` names the archive in error messages (a quoted path, or a
+// description of what was loaded from memory). Throws LoadError.
 Metadata parse_metadata(const std::string& json, const std::string& source);
 
 // Serializes metadata to the JSON that parse_metadata reads.

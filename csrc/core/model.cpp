@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <caffe2/serialize/in_memory_adapter.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include "core/errors.h"
@@ -21,20 +22,21 @@ bool contains(const std::string& text, const char* part) {
   return text.find(part) != std::string::npos;
 }
 
-// Turns LibTorch's archive-reader messages into one sentence that names the cause.
-std::string describe_load_failure(const std::string& path, const std::string& message) {
+// Turns LibTorch's archive-reader messages into one sentence that names the cause. `source` is
+// how messages name the archive: its quoted path, or what was loaded from memory.
+std::string describe_load_failure(const std::string& source, const std::string& message) {
   if (contains(message, "maximum supported version for reading")) {
     const auto start = message.find("Attempted to read");
     const auto end = message.find(". The version", start);
-    return quoted(path) + " was saved by a newer PyTorch than this LibTorch (" + torch_version() +
+    return source + " was saved by a newer PyTorch than this LibTorch (" + torch_version() +
            ") can read: " + message.substr(start, end - start);
   }
   if (contains(message, "failed reading zip archive")) {
-    return quoted(path) + " is not a TorchScript archive (not a readable zip file; " +
+    return source + " is not a TorchScript archive (not a readable zip file; " +
            "is it truncated or some other format?)";
   }
   if (contains(message, "failed locating file constants.pkl")) {
-    return quoted(path) +
+    return source +
            " is not a TorchScript archive: it holds no TorchScript code (saved with torch.save "
            "instead of torch.jit.save / torch.jit.script(...).save?)";
   }
@@ -50,10 +52,10 @@ std::string describe_load_failure(const std::string& path, const std::string& me
                          cause.compare(cause.size() - here.size(), here.size(), here) == 0;
   if (ends_here) cause.resize(cause.size() - here.size());
   if (ends_here || contains(message, "File \"code/")) {
-    return "cannot load " + quoted(path) +
+    return "cannot load " + source +
            ": its TorchScript code does not compile (is the archive corrupt?): " + cause;
   }
-  return "cannot load " + quoted(path) + ": " + cause;
+  return "cannot load " + source + ": " + cause;
 }
 
 // "RuntimeError: ..." or "builtins.ValueError: ...": where the exception text starts.
@@ -156,23 +158,47 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     throw LoadError("cannot load " + quoted(path) + ": " + problem +
                     (directory ? ", not a model file" : ""));
   }
+  return load_archive(path, quoted(path), device, options, [&](torch::jit::ExtraFilesMap& extra) {
+    return torch::jit::load(path, device, extra, /*load_debug_files=*/false);
+  });
+}
+
+std::shared_ptr<Model> Model::load_from_memory(const void* data, size_t size,
+                                               const LoadOptions& options) {
+  const c10::Device device = resolve_device(options.device);
+  // The first bytes tell a zip ("PK\x03\x04") from whatever else was handed over.
+  const std::string first(static_cast<const char*>(data), std::min<size_t>(size, 8));
+  const std::string source = "the model in memory (" + std::to_string(size) + " bytes" +
+                             (size == 0 ? "" : ", starting '" + first + "'") + ")";
+  if (size == 0) throw LoadError("cannot load " + source + ": it is empty");
+  auto reader =
+      std::make_shared<caffe2::serialize::MemoryReadAdapter>(data, static_cast<off_t>(size));
+  return load_archive("", source, device, options, [&](torch::jit::ExtraFilesMap& extra) {
+    return torch::jit::load(reader, device, extra, /*load_debug_files=*/false);
+  });
+}
+
+std::shared_ptr<Model> Model::load_archive(
+    const std::string& path, const std::string& source, const c10::Device& device,
+    const LoadOptions& options,
+    const std::function<torch::jit::Module(torch::jit::ExtraFilesMap&)>& open) {
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};
   try {
-    // Without the debug tables (code/*.debug_pkl): LibTorch unpickles them lazily, while it
-    // describes a compile error, inside ErrorReport::what() -- which is noexcept, so a corrupt
-    // table throwing there aborts the process (Python's torch.jit.load dies the same way).
-    // All they add is the Python source lines of runtime tracebacks; errors raised inside a
-    // model are located in the archive's own code/ files instead.
-    module = torch::jit::load(path, device, extra_files, /*load_debug_files=*/false);
+    // `open` loads without the debug tables (code/*.debug_pkl): LibTorch unpickles them
+    // lazily, while it describes a compile error, inside ErrorReport::what() -- which is
+    // noexcept, so a corrupt table throwing there aborts the process (Python's torch.jit.load
+    // dies the same way). All they add is the Python source lines of runtime tracebacks;
+    // errors raised inside a model are located in the archive's own code/ files instead.
+    module = open(extra_files);
   } catch (const c10::Error& e) {
-    throw LoadError(describe_load_failure(path, e.what_without_backtrace()));
+    throw LoadError(describe_load_failure(source, e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw LoadError(describe_load_failure(path, e.what()));
+    throw LoadError(describe_load_failure(source, e.what()));
   }
   module.eval();
   const auto& metadata_json = extra_files[kMetadataFile];
-  const auto metadata = metadata_json.empty() ? Metadata{} : parse_metadata(metadata_json, path);
+  const auto metadata = metadata_json.empty() ? Metadata{} : parse_metadata(metadata_json, source);
 
   std::vector<std::string> method_names;
   for (const auto& method : module.get_methods()) method_names.push_back(method.name());
@@ -183,7 +209,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   for (auto& variant : candidate_variants(module, options.optimize, context, method_names, notes)) {
     const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
     candidates.push_back(
-        {std::shared_ptr<Model>(new Model(path, device, std::move(variant), metadata)),
+        {std::shared_ptr<Model>(new Model(path, source, device, std::move(variant), metadata)),
          onednn_graph, fallback_only});
   }
   auto chosen = candidates.front().model;
@@ -211,8 +237,7 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
       // Inputs the caller gave must work; an input guessed from the metadata may not fit.
       const bool last_chance = &candidate == &candidates.back() && working.empty();
       if (last_chance && !options.warmup_inputs.empty()) {
-        throw InferenceError("warming up " + quoted(candidate.model->path()) +
-                             " failed: " + e.what());
+        throw InferenceError("warming up " + candidate.model->source_ + " failed: " + e.what());
       }
       notes.push_back(candidate.model->optimization_ +
                       " failed on the warm-up input: " + first_line(e.what()));
@@ -255,10 +280,13 @@ std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
   return {};
 }
 
-Model::Model(std::string path, c10::Device device, Variant variant, Metadata metadata)
+Model::Model(std::string path, std::string source, c10::Device device, Variant variant,
+             Metadata metadata)
     : path_(std::move(path)),
+      source_(std::move(source)),
       device_(device),
       module_(std::move(variant.module)),
+      as_saved_(variant.as_saved),
       input_dtype_(variant.input_dtype),
       optimization_(std::move(variant.name)),
       metadata_(std::move(metadata)) {
@@ -279,8 +307,7 @@ const Model::Method& Model::find(const std::string& method) const {
     for (const auto& name : methods()) {
       known += (known.empty() ? "" : ", ") + name;
     }
-    throw InferenceError("model " + quoted(path_) + " has no method '" + method +
-                         "' (it has: " + known + ")");
+    throw InferenceError(source_ + " has no method '" + method + "' (it has: " + known + ")");
   }
   return found->second;
 }
@@ -328,6 +355,50 @@ c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args)
     });
   }
   return output;
+}
+
+const torch::jit::Module& Model::saved_module(const char* what) const {
+  if (!as_saved_) {
+    const auto level = optimization_.substr(0, optimization_.find(' '));
+    throw InferenceError(std::string(what) + " of " + source_ + " cannot be read: optimize='" +
+                         level +
+                         "' froze its weights into the graph; load it with optimize='none' to "
+                         "read them");
+  }
+  return module_;
+}
+
+namespace {
+
+// Named tensors of a module, detached: no grad, the model's own memory.
+template <typename Slots>
+std::vector<std::pair<std::string, at::Tensor>> detached(const Slots& slots) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& slot : slots) tensors.emplace_back(slot.name, slot.value.detach());
+  return tensors;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> Model::named_parameters() const {
+  return detached(saved_module("the parameters").named_parameters(/*recurse=*/true));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
+  return detached(saved_module("the buffers").named_buffers(/*recurse=*/true));
+}
+
+std::vector<std::pair<std::string, c10::IValue>> Model::attributes() const {
+  std::vector<std::pair<std::string, c10::IValue>> values;
+  for (const auto& slot : saved_module("the attributes").named_attributes(/*recurse=*/true)) {
+    const auto& value = slot.value;
+    const bool training =
+        slot.name == "training" ||
+        (slot.name.size() > 9 && slot.name.compare(slot.name.size() - 9, 9, ".training") == 0);
+    const bool submodule = value.isObject() && value.toObjectRef().type()->is_module();
+    if (!value.isTensor() && !submodule && !training) values.emplace_back(slot.name, value);
+  }
+  return values;
 }
 
 c10::IValue Model::forward(std::vector<c10::IValue> args) const {

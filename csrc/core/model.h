@@ -2,6 +2,7 @@
 // threads at once. load(path, options) -> run(method, args) -> outputs.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -38,6 +39,12 @@ class Model {
   // or OptionError (malformed options).
   static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
 
+  // Loads a TorchScript archive held in memory: `size` bytes at `data`, read in place (they
+  // must stay valid during the call, not after it). Messages describe it by its size and first
+  // bytes; path() is "". Throws as load() does.
+  static std::shared_ptr<Model> load_from_memory(const void* data, size_t size,
+                                                 const LoadOptions& options = {});
+
   // Runs a method with autograd off. Tensors in args are moved to the model's device.
   // Throws InferenceError (unknown method, error inside the model) or ArgumentError.
   c10::IValue run(const std::string& method, std::vector<c10::IValue> args) const;
@@ -55,13 +62,25 @@ class Model {
   // Throws InferenceError if there is no such method.
   const c10::FunctionSchema& signature(const std::string& method) const;
 
+  // The module's parameters and buffers, by dotted name ("layer1.0.conv1.weight"), as saved:
+  // detached, sharing memory with the model. Throws InferenceError for an optimized model,
+  // whose weights freezing has folded into its graph.
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> named_buffers() const;
+
+  // The other attributes (neither tensors nor submodules, nor the training flag: every module
+  // runs in eval mode), by dotted name, as saved. Throws as named_parameters() does.
+  std::vector<std::pair<std::string, c10::IValue>> attributes() const;
+
   // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const { return metadata_; }
 
   // Which variant runs (see optimize.h), the timings that chose it, and any fallback notes.
   const std::string& optimization() const { return optimization_; }
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return path_; }  // "" for a model loaded from memory
+  // How messages name the model: its quoted path, or what was loaded from memory.
+  const std::string& source() const { return source_; }
   const c10::Device& device() const { return device_; }
 
  private:
@@ -70,8 +89,17 @@ class Model {
     c10::FunctionSchema signature;  // without self
   };
 
-  Model(std::string path, c10::Device device, Variant variant, Metadata metadata);
+  Model(std::string path, std::string source, c10::Device device, Variant variant,
+        Metadata metadata);
+  // Opens the archive with `open` (which fills the extra files it is given) and does the rest
+  // of load(): metadata, variants, warm-up. `source` names the archive in messages.
+  static std::shared_ptr<Model> load_archive(
+      const std::string& path, const std::string& source, const c10::Device& device,
+      const LoadOptions& options,
+      const std::function<torch::jit::Module(torch::jit::ExtraFilesMap&)>& open);
   const Method& find(const std::string& method) const;
+  // The module as saved, for reading its weights; throws if freezing replaced them.
+  const torch::jit::Module& saved_module(const char* what) const;
   static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,
                                                 const Metadata& metadata);
   struct Candidate {
@@ -89,10 +117,12 @@ class Model {
                                                std::vector<std::string>& notes);
 
   std::string path_;
+  std::string source_;  // how messages name the archive: the quoted path, or what was in memory
   c10::Device device_;
   torch::jit::Module module_;
   c10::ScalarType input_dtype_;  // float32 arguments are cast to this; outputs cast back
   std::string optimization_;
+  bool as_saved_;  // module_ is the saved module, not a frozen copy
   Metadata metadata_;
   std::unordered_map<std::string, Method> methods_;
 };

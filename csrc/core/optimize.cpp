@@ -119,7 +119,8 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
     }
   }
   const bool fallback_only = level == OptimizeLevel::kBf16 && !variants.empty();
-  variants.push_back({module, c10::ScalarType::Float, "none (as saved)", false, fallback_only});
+  variants.push_back(
+      {module, c10::ScalarType::Float, "none (as saved)", false, fallback_only, true});
   return variants;
 }
 

@@ -42,6 +42,8 @@ struct Variant {
   bool onednn_graph = false;
   // Run only if every variant before it failed, never timed against them.
   bool fallback_only = false;
+  // The saved module itself (parameters and attributes as saved), not a frozen copy.
+  bool as_saved = false;
 };
 
 // What the variants may use beyond the level: filled from the machine by Model::load, set by

@@ -115,7 +115,30 @@ void bind_model(py::module_& m) {
             return Model::load(path, options);
           },
           py::arg("path"), py::arg("options"))
+      .def_static(
+          "load_from_memory",
+          [](const py::buffer& data, const LoadOptions& options) {
+            // Read in place, not copied: `data` stays referenced by this call's arguments.
+            const py::buffer_info info = data.request();
+            if (!PyBuffer_IsContiguous(info.view(), 'A')) {
+              throw LoadError("cannot load a model from a non-contiguous buffer");
+            }
+            const auto size = static_cast<size_t>(info.size * info.itemsize);
+            py::gil_scoped_release no_gil;
+            return Model::load_from_memory(info.ptr, size, options);
+          },
+          py::arg("data"), py::arg("options"))
       .def("call", &call_method, py::arg("method"))
+      .def("named_parameters", &Model::named_parameters)
+      .def("named_buffers", &Model::named_buffers)
+      .def("attributes",
+           [](const Model& model) {
+             py::dict values;
+             for (auto& [name, value] : model.attributes()) {
+               values[py::str(name)] = torch::jit::toPyObject(value);
+             }
+             return values;
+           })
       .def(
           "topk",
           [](const Model& model, int64_t k, const py::args& args, const py::kwargs& kwargs) {
@@ -151,6 +174,7 @@ void bind_model(py::module_& m) {
       .def_property_readonly("metadata", &Model::metadata)
       .def_property_readonly("optimization", &Model::optimization)
       .def_property_readonly("path", &Model::path)
+      .def_property_readonly("source", &Model::source)
       .def_property_readonly("device", [](const Model& model) { return model.device().str(); });
 }
 

@@ -6,7 +6,7 @@ import functools
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import torch
 
@@ -48,6 +48,22 @@ class Module:
         """The TorchScript signature of a method, e.g. ``forward(Tensor x) -> Tensor``."""
         return self._model.signature(method)
 
+    def named_parameters(self) -> dict[str, torch.Tensor]:
+        """The parameters by dotted name ("layer1.0.conv1.weight"), as saved: no grad, sharing
+        memory with the model. An optimized model (optimize="exact" and up) has folded them
+        into its graph: load it with optimize="none" to read them."""
+        return dict(self._model.named_parameters())
+
+    def named_buffers(self) -> dict[str, torch.Tensor]:
+        """The buffers (BatchNorm statistics, ...) by dotted name, as named_parameters."""
+        return dict(self._model.named_buffers())
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The module's other attributes (ints, floats, strings, lists, ...) by dotted name, as
+        saved; tensors and the training flags (always eval mode here) are left out."""
+        return self._model.attributes()
+
     @property
     def methods(self) -> list[str]:
         """The names of the methods that can be called, sorted."""
@@ -73,6 +89,7 @@ class Module:
 
     @property
     def path(self) -> str:
+        """The file it was loaded from; "" for a model loaded from memory."""
         return self._model.path
 
     @property
@@ -83,7 +100,7 @@ class Module:
         # Only reached for names that are not Python attributes: treat them as model methods.
         if name.startswith("_") or not self._model.has_method(name):
             raise AttributeError(
-                f"{type(self).__name__} for {self._model.path!r} has no attribute or method "
+                f"{type(self).__name__} for {self._model.source} has no attribute or method "
                 f"{name!r} (methods: {', '.join(self._model.methods)})"
             )
         return functools.partial(self._model.call, name)
@@ -92,20 +109,27 @@ class Module:
         return sorted(set(super().__dir__()) | set(self._model.methods))
 
     def __repr__(self) -> str:
-        return f"tsnative.Module({self._model.path!r}, device={self._model.device!r})"
+        return f"tsnative.Module({self._model.source}, device={self._model.device!r})"
 
 
 Optimize = Literal["none", "exact", "fast", "bf16"]
 
 
+Source = PathLike | bytes | bytearray | memoryview | BinaryIO
+
+
 def load(
-    path: PathLike,
+    source: Source,
     device: str = "cpu",
     *,
     optimize: Optimize = "none",
     warmup_inputs: tuple[torch.Tensor, ...] | None = None,
 ) -> Module:
-    """Loads a TorchScript file onto ``device`` ("cpu", "cuda", "cuda:N").
+    """Loads a TorchScript model onto ``device`` ("cpu", "cuda", "cuda:N").
+
+    source: a path; the archive's bytes (``bytes``, ``bytearray`` or ``memoryview``, read in
+    place without a copy), e.g. from a database or an object store; or a binary file object
+    (``open(p, "rb")``, ``io.BytesIO``), read to its end.
 
     optimize: "none" runs the file as saved; "exact" freezes it and applies PyTorch's
     inference optimizations in float32 (outputs within float32 rounding of eager); "fast" also
@@ -126,7 +150,17 @@ def load(
     options.optimize = optimize
     if warmup_inputs is not None:
         options.warmup_inputs = tuple(warmup_inputs)
-    return Module(_C.Model.load(os.fspath(path), options))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return Module(_C.Model.load_from_memory(source, options))
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise _C.ModelLoadError(
+                f"cannot load a model from {source!r}: its read() returned "
+                f"{type(data).__name__}, not bytes (open the file in binary mode, 'rb')"
+            )
+        return Module(_C.Model.load_from_memory(data, options))
+    return Module(_C.Model.load(os.fspath(source), options))
 
 
 _CACHE_SIZE = 16

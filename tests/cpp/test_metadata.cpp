@@ -65,7 +65,7 @@ Metadata full_metadata() {
 
 TEST(MetadataJson, RoundTripKeepsEveryField) {
   const Metadata expected = full_metadata();
-  const Metadata actual = parse_metadata(to_json(expected), "model.pt");
+  const Metadata actual = parse_metadata(to_json(expected), "'model.pt'");
   EXPECT_EQ(actual.labels, expected.labels);
   ASSERT_TRUE(actual.preprocess.has_value());
   expect_preprocess_eq(*actual.preprocess, *expected.preprocess);
@@ -77,7 +77,7 @@ TEST(MetadataJson, RoundTripKeepsEveryField) {
 TEST(MetadataJson, RoundTripWithoutPreprocessing) {
   Metadata expected = full_metadata();
   expected.preprocess.reset();
-  const Metadata actual = parse_metadata(to_json(expected), "model.pt");
+  const Metadata actual = parse_metadata(to_json(expected), "'model.pt'");
   EXPECT_FALSE(actual.preprocess.has_value());
   EXPECT_EQ(actual.labels, expected.labels);
 }
@@ -105,17 +105,18 @@ TEST(MetadataJson, ToJsonWritesTheDocumentedKeys) {
 }
 
 TEST(MetadataJson, MissingFieldsTakeDefaults) {
-  const Metadata empty = parse_metadata("{}", "model.pt");
+  const Metadata empty = parse_metadata("{}", "'model.pt'");
   EXPECT_TRUE(empty.labels.empty());
   EXPECT_FALSE(empty.preprocess.has_value());
   EXPECT_TRUE(empty.input_shape.empty());
   EXPECT_EQ(empty.tsnative_version, "");
   EXPECT_EQ(empty.export_method, "");
 
-  EXPECT_FALSE(parse_metadata(R"({"preprocess": null})", "model.pt").preprocess.has_value());
+  EXPECT_FALSE(parse_metadata(R"({"preprocess": null})", "'model.pt'").preprocess.has_value());
 
   // A partial preprocess: the rest are the ImageNet defaults of Preprocess.
-  const Metadata partial = parse_metadata(R"({"labels": ["a"], "preprocess": {"crop": 100}})", "m");
+  const Metadata partial =
+      parse_metadata(R"({"labels": ["a"], "preprocess": {"crop": 100}})", "'m'");
   EXPECT_EQ(partial.labels, Labels{"a"});
   ASSERT_TRUE(partial.preprocess.has_value());
   Preprocess expected;
@@ -127,35 +128,35 @@ TEST(MetadataJson, MissingFieldsTakeDefaults) {
 }
 
 TEST(MetadataJson, MalformedJsonIsALoadErrorNamingTheSource) {
-  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata("{\"labels\": [", "/models/cut.pt"); },
+  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata("{\"labels\": [", "'/models/cut.pt'"); },
                                     {"'/models/cut.pt'", "unreadable tsnative metadata"}));
-  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata("", "empty.pt"); },
+  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata("", "'empty.pt'"); },
                                     {"'empty.pt'", "unreadable tsnative metadata"}));
   // Valid JSON with a field of the wrong type.
-  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata(R"({"labels": 5})", "typed.pt"); },
+  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata(R"({"labels": 5})", "'typed.pt'"); },
                                     {"'typed.pt'", "unreadable tsnative metadata"}));
   EXPECT_TRUE(
-      ThrowsWith<LoadError>([] { parse_metadata(R"({"preprocess": {"crop": "big"}})", "c.pt"); },
+      ThrowsWith<LoadError>([] { parse_metadata(R"({"preprocess": {"crop": "big"}})", "'c.pt'"); },
                             {"'c.pt'", "unreadable tsnative metadata"}));
 }
 
 TEST(MetadataJson, NewerFormatVersionIsALoadError) {
-  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata(R"({"version": 2})", "future.pt"); },
+  EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata(R"({"version": 2})", "'future.pt'"); },
                                     {"'future.pt'", "format 2", "newer", "(1)"}));
   // The current version and older ones are read.
-  EXPECT_NO_THROW(parse_metadata(R"({"version": 1})", "now.pt"));
-  EXPECT_NO_THROW(parse_metadata(R"({"version": 0})", "old.pt"));
+  EXPECT_NO_THROW(parse_metadata(R"({"version": 1})", "'now.pt'"));
+  EXPECT_NO_THROW(parse_metadata(R"({"version": 0})", "'old.pt'"));
 }
 
 TEST(MetadataJson, InvalidPreprocessIsALoadError) {
   EXPECT_TRUE(ThrowsWith<LoadError>(
-      [] { parse_metadata(R"({"preprocess": {"mean": [0.5], "std": [0]}})", "zero.pt"); },
+      [] { parse_metadata(R"({"preprocess": {"mean": [0.5], "std": [0]}})", "'zero.pt'"); },
       {"'zero.pt'", "invalid tsnative metadata", "std values must be finite and non-zero"}));
   EXPECT_TRUE(ThrowsWith<LoadError>(
-      [] { parse_metadata(R"({"preprocess": {"resize": 32, "crop": 64}})", "crop.pt"); },
+      [] { parse_metadata(R"({"preprocess": {"resize": 32, "crop": 64}})", "'crop.pt'"); },
       {"'crop.pt'", "invalid tsnative metadata", "crop 64 is larger than resize 32"}));
   EXPECT_TRUE(ThrowsWith<LoadError>(
-      [] { parse_metadata(R"({"preprocess": {"color": "sepia"}})", "color.pt"); },
+      [] { parse_metadata(R"({"preprocess": {"color": "sepia"}})", "'color.pt'"); },
       {"'color.pt'", "invalid tsnative metadata", "unknown colour mode 'sepia'"}));
 }
 

@@ -399,6 +399,53 @@ TEST_F(ModelTest, CodeThatDoesNotCompileBesideCorruptDebugTablesIsALoadError) {
                                     {"does not compile", "found '\\x84'"}));
 }
 
+TEST_F(ModelTest, LoadsFromMemoryAsFromTheFile) {
+  const auto bytes = read_bytes(save_linear());
+  const auto model = Model::load_from_memory(bytes.data(), bytes.size());
+  EXPECT_EQ(model->path(), "");
+  EXPECT_EQ(model->source().rfind("the model in memory (", 0), 0u) << model->source();
+  // [1, 2] @ [[1, 2], [3, 4]] + 1 = [8, 11], by hand.
+  EXPECT_TRUE(torch::equal(model->forward({torch::tensor({{1.0f, 2.0f}})}).toTensor(),
+                           torch::tensor({{8.0f, 11.0f}})));
+}
+
+TEST_F(ModelTest, BadMemoryIsALoadErrorDescribingItsSizeAndFirstBytes) {
+  EXPECT_TRUE(ThrowsWith<LoadError>([] { Model::load_from_memory("", 0); },
+                                    {"the model in memory (0 bytes): it is empty"}));
+  const std::string garbage = "\xff\x01 not a zip at all";
+  EXPECT_TRUE(
+      ThrowsWith<LoadError>([&] { Model::load_from_memory(garbage.data(), garbage.size()); },
+                            {"the model in memory (19 bytes, starting '\\xff\\x01 not a')",
+                             "not a TorchScript archive"}));
+}
+
+TEST_F(ModelTest, NamedParametersBuffersAndAttributesAreTheSavedOnes) {
+  auto module = make_linear_module();
+  module.register_buffer("offset", torch::tensor({0.5f}));
+  module.register_attribute("label", c10::StringType::get(), std::string("linear"));
+  const auto model = Model::load(save_module(module, tmp_.file("weights.pt")));
+  const auto parameters = model->named_parameters();
+  ASSERT_EQ(parameters.size(), 1u);
+  EXPECT_EQ(parameters[0].first, "w");
+  EXPECT_TRUE(torch::equal(parameters[0].second, torch::tensor({{1.0f, 2.0f}, {3.0f, 4.0f}})));
+  EXPECT_FALSE(parameters[0].second.requires_grad());
+  const auto buffers = model->named_buffers();
+  ASSERT_EQ(buffers.size(), 1u);
+  EXPECT_EQ(buffers[0].first, "offset");
+  bool found_label = false;
+  for (const auto& [name, value] : model->attributes()) {
+    EXPECT_NE(name, "training");
+    if (name == "label") found_label = value.toStringRef() == "linear";
+  }
+  EXPECT_TRUE(found_label);
+
+  tsnative::LoadOptions options;
+  options.optimize = tsnative::OptimizeLevel::kExact;
+  const auto frozen = Model::load(tmp_.file("weights.pt"), options);
+  EXPECT_TRUE(ThrowsWith<InferenceError>([&] { frozen->named_parameters(); },
+                                         {"froze its weights", "optimize='none'"}));
+}
+
 TEST_F(ModelTest, UnavailableCudaIsALoadError) {
   if (tsnative::cuda_available()) {
     GTEST_SKIP() << "CUDA is available on this machine, so 'cuda' is not an unavailable device";
