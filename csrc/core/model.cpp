@@ -14,6 +14,7 @@
 
 #include "core/errors.h"
 #include "core/runtime.h"
+#include "core/script_object.h"
 
 namespace tsnative {
 namespace {
@@ -314,12 +315,26 @@ const Model::Method& Model::find(const std::string& method) const {
 
 c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args) const {
   const Method& entry = find(method);
+  return invoke(*entry.function, entry.signature, module_._ivalue(), method, std::move(args));
+}
+
+c10::IValue Model::run_object_method(const c10::intrusive_ptr<c10::ivalue::Object>& object,
+                                     const std::string& method,
+                                     std::vector<c10::IValue> args) const {
+  const auto found = find_object_method(*object, method);
+  return invoke(*found.function, found.signature, object, object_type_name(*object) + "." + method,
+                std::move(args));
+}
+
+c10::IValue Model::invoke(torch::jit::Function& function, const c10::FunctionSchema& signature,
+                          c10::IValue self, const std::string& name,
+                          std::vector<c10::IValue> args) const {
   try {
-    entry.signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
+    signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
   } catch (const c10::Error& e) {
     throw ArgumentError(first_line(e.what_without_backtrace()));
   }
-  args.insert(args.begin(), module_._ivalue());
+  args.insert(args.begin(), std::move(self));
   // Tensors go to the model's device; float32 ones also to the variant's compute dtype.
   const auto input_needs_conversion = [this](const at::Tensor& t) {
     return t.device() != device_ || (t.scalar_type() == at::kFloat && input_dtype_ != at::kFloat);
@@ -336,11 +351,11 @@ c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args)
   c10::NoGradGuard no_grad;
   c10::IValue output;
   try {
-    output = (*entry.function)(std::move(args));
+    output = function(std::move(args));
   } catch (const c10::Error& e) {
-    throw InferenceError(describe_script_failure(method, e.what_without_backtrace()));
+    throw InferenceError(describe_script_failure(name, e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw InferenceError(describe_script_failure(method, e.what()));
+    throw InferenceError(describe_script_failure(name, e.what()));
   }
   // An output can be an input handed back as is; detach it so no result ever requires grad.
   // A reduced-precision variant hands back float32, as the saved model would.

@@ -49,6 +49,12 @@ class Model {
   // Throws InferenceError (unknown method, error inside the model) or ArgumentError.
   c10::IValue run(const std::string& method, std::vector<c10::IValue> args) const;
 
+  // Runs a method of a TorchScript class instance that one of this model's methods returned
+  // (see script_object.h), as run() runs the model's own: the same argument checks, device
+  // moves, autograd off and errors. Throws InferenceError if its class has no such method.
+  c10::IValue run_object_method(const c10::intrusive_ptr<c10::ivalue::Object>& object,
+                                const std::string& method, std::vector<c10::IValue> args) const;
+
   // Shorthand for run("forward", args).
   c10::IValue forward(std::vector<c10::IValue> args) const;
 
@@ -98,6 +104,11 @@ class Model {
       const LoadOptions& options,
       const std::function<torch::jit::Module(torch::jit::ExtraFilesMap&)>& open);
   const Method& find(const std::string& method) const;
+  // Calls `function` on `self` and `args` checked against `signature` (without self); `name`
+  // ("forward", "Pair.swap") is how errors call it.
+  c10::IValue invoke(torch::jit::Function& function, const c10::FunctionSchema& signature,
+                     c10::IValue self, const std::string& name,
+                     std::vector<c10::IValue> args) const;
   // The module as saved, for reading its weights; throws if freezing replaced them.
   const torch::jit::Module& saved_module(const char* what) const;
   static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,

@@ -7,6 +7,7 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include "core/errors.h"
+#include "core/script_object.h"
 
 namespace tsnative {
 
@@ -30,6 +31,14 @@ c10::IValue load_value(const std::string& path) {
 }
 
 void save_value(const std::string& path, const c10::IValue& value) {
+  // pickle_save would write it, but torch.load can then only read it where the class's Python
+  // definition is importable (as module __torch__): refuse rather than write such a file.
+  if (c10::IValue object; holds_script_object(value, &object)) {
+    throw Error("cannot save the output: it holds a " + object_type_name(object.toObjectRef()) +
+                " object (an instance of a TorchScript class), which torch.load could not read "
+                "without the class's Python code; return its tensors instead, or read it "
+                "through the Python API (tsnative.ScriptObject)");
+  }
   std::vector<char> bytes;
   try {
     bytes = torch::jit::pickle_save(value);

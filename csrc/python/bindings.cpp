@@ -10,6 +10,7 @@
 #include "core/model.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
+#include "core/script_object.h"
 
 namespace py = pybind11;
 
@@ -64,10 +65,88 @@ void bind_errors(py::module_& m) {
   });
 }
 
-// Python arguments -> the method's stack, converted by its TorchScript signature.
-torch::jit::Stack to_stack(const Model& model, const std::string& method, const py::args& args,
+// A TorchScript class instance that a model's method returned, with the model that runs its
+// methods (kept alive by it).
+struct ScriptObject {
+  std::shared_ptr<const Model> model;
+  c10::intrusive_ptr<c10::ivalue::Object> object;
+};
+
+// A method's result -> Python. Class instances become ScriptObjects (torch's own conversion
+// needs the class's Python definition, which a deployment does not have); the rest is torch's.
+py::object to_python(const std::shared_ptr<const Model>& model, c10::IValue value,
+                     const std::string& method) {
+  if (is_script_object(value)) return py::cast(ScriptObject{model, value.toObject()});
+  if (holds_script_object(value)) {
+    if (value.isList()) {
+      py::list list;
+      for (const auto& element : value.toListRef()) list.append(to_python(model, element, method));
+      return list;
+    }
+    if (value.isTuple()) {
+      const auto& elements = value.toTupleRef().elements();
+      py::tuple tuple(elements.size());
+      for (size_t i = 0; i < elements.size(); ++i) {
+        tuple[i] = to_python(model, elements[i], method);
+      }
+      return tuple;
+    }
+    py::dict dict;
+    for (const auto& entry : value.toGenericDict()) {
+      dict[to_python(model, entry.key(), method)] = to_python(model, entry.value(), method);
+    }
+    return dict;
+  }
+  try {
+    return torch::jit::toPyObject(std::move(value));
+  } catch (const c10::Error& e) {
+    throw InferenceError(
+        method + "() returned a " + value.type()->repr_str() +
+        ", which cannot be converted to Python: " + first_line(e.what_without_backtrace()));
+  }
+}
+
+// ScriptObjects inside Python arguments -> the torch.jit.ScriptObject that torch's argument
+// conversion (createStackForSchema) takes for a class-typed argument. Containers are rebuilt
+// only where one was found. Each load has its own classes: an object goes back only into the
+// model that made it.
+py::object unwrap_script_objects(const py::handle& value, const Model& target) {
+  if (py::isinstance<ScriptObject>(value)) {
+    const auto& script_object = py::cast<const ScriptObject&>(value);
+    if (script_object.model.get() != &target) {
+      throw ArgumentError("this " + object_type_name(*script_object.object) +
+                          " object was made by another loaded model (" +
+                          script_object.model->source() +
+                          "): objects go back only into the model that returned them");
+    }
+    return py::cast(torch::jit::Object(script_object.object));
+  }
+  bool changed = false;
+  const auto unwrap = [&changed, &target](const py::handle& element) {
+    auto unwrapped = unwrap_script_objects(element, target);
+    changed = changed || !unwrapped.is(element);
+    return unwrapped;
+  };
+  if (py::isinstance<py::tuple>(value) || py::isinstance<py::list>(value)) {
+    py::list elements;
+    for (const auto& element : value) elements.append(unwrap(element));
+    if (changed) {
+      return py::isinstance<py::tuple>(value) ? py::object(py::tuple(elements)) : elements;
+    }
+  } else if (py::isinstance<py::dict>(value)) {
+    py::dict dict;
+    for (const auto& item : py::reinterpret_borrow<py::dict>(value)) {
+      dict[item.first] = unwrap(item.second);
+    }
+    if (changed) return dict;
+  }
+  return py::reinterpret_borrow<py::object>(value);
+}
+
+// Python arguments -> the stack of a method of `model` with this signature (without self).
+torch::jit::Stack to_stack(const Model& model, const c10::FunctionSchema& signature,
+                           const std::string& method, const py::args& args,
                            const py::kwargs& kwargs) {
-  const auto& signature = model.signature(method);
   // torch reports an unknown keyword only after counting arguments; name it first.
   for (const auto& item : kwargs) {
     const auto name = py::cast<std::string>(item.first);
@@ -76,18 +155,93 @@ torch::jit::Stack to_stack(const Model& model, const std::string& method, const 
                           "'. Declaration: " + c10::str(signature));
     }
   }
-  return torch::jit::createStackForSchema(signature, args, kwargs, std::nullopt);
+  py::tuple positional(args.size());
+  for (size_t i = 0; i < args.size(); ++i) positional[i] = unwrap_script_objects(args[i], model);
+  py::kwargs named;
+  for (const auto& item : kwargs) named[item.first] = unwrap_script_objects(item.second, model);
+  return torch::jit::createStackForSchema(signature, positional, named, std::nullopt);
 }
 
-py::object call_method(const Model& model, const std::string& method, const py::args& args,
-                       const py::kwargs& kwargs) {
-  auto stack = to_stack(model, method, args, kwargs);
+py::object call_method(const std::shared_ptr<Model>& model, const std::string& method,
+                       const py::args& args, const py::kwargs& kwargs) {
+  auto stack = to_stack(*model, model->signature(method), method, args, kwargs);
   c10::IValue output;
   {
     py::gil_scoped_release no_gil;
-    output = model.run(method, std::move(stack));
+    output = model->run(method, std::move(stack));
   }
-  return torch::jit::toPyObject(std::move(output));
+  return to_python(model, std::move(output), method);
+}
+
+py::object call_object_method(const ScriptObject& self, const std::string& method,
+                              const py::args& args, const py::kwargs& kwargs) {
+  const auto found = find_object_method(*self.object, method);
+  const auto name = object_type_name(*self.object) + "." + method;
+  auto stack = to_stack(*self.model, found.signature, name, args, kwargs);
+  c10::IValue output;
+  {
+    py::gil_scoped_release no_gil;
+    output = self.model->run_object_method(self.object, method, std::move(stack));
+  }
+  return to_python(self.model, std::move(output), name);
+}
+
+void bind_script_object(py::module_& m) {
+  py::class_<ScriptObject>(m, "ScriptObject",
+                           "An instance of a TorchScript class that a model's method returned: "
+                           "attributes readable, methods callable, and it can be passed back "
+                           "into the model's methods.")
+      .def_property_readonly(
+          "type_name", [](const ScriptObject& self) { return object_type_name(*self.object); })
+      .def_property_readonly("methods",
+                             [](const ScriptObject& self) { return object_methods(*self.object); })
+      .def_property_readonly("attributes",
+                             [](const ScriptObject& self) {
+                               py::dict values;
+                               for (auto& [name, value] : object_attributes(*self.object)) {
+                                 values[py::str(name)] = to_python(self.model, value, name);
+                               }
+                               return values;
+                             })
+      .def("call", &call_object_method, py::arg("method"))
+      .def("__getattr__",
+           [](const py::object& self, const std::string& name) -> py::object {
+             const auto& object = *py::cast<const ScriptObject&>(self).object;
+             for (auto& [attribute, value] : object_attributes(object)) {
+               if (attribute == name) {
+                 return to_python(py::cast<const ScriptObject&>(self).model, value, name);
+               }
+             }
+             const auto methods = object_methods(object);
+             if (std::find(methods.begin(), methods.end(), name) != methods.end()) {
+               return py::module_::import("functools").attr("partial")(self.attr("call"), name);
+             }
+             std::string known;
+             for (auto& [attribute, value] : object_attributes(object)) {
+               known += (known.empty() ? "" : ", ") + attribute;
+             }
+             for (const auto& method : methods) known += (known.empty() ? "" : ", ") + method;
+             throw py::attribute_error("a " + object_type_name(object) +
+                                       " object has no attribute or method '" + name +
+                                       "' (it has: " + known + ")");
+           })
+      .def("__dir__",
+           [](const ScriptObject& self) {
+             std::vector<std::string> names{"attributes", "call", "methods", "type_name"};
+             for (auto& [name, value] : object_attributes(*self.object)) names.push_back(name);
+             for (const auto& method : object_methods(*self.object)) names.push_back(method);
+             return names;
+           })
+      .def("__repr__", [](const ScriptObject& self) {
+        std::string text = "tsnative.ScriptObject(" + object_type_name(*self.object);
+        const char* separator = ": ";
+        for (auto& [name, value] : object_attributes(*self.object)) {
+          text += separator + name + "=" +
+                  py::cast<std::string>(py::repr(to_python(self.model, value, name)));
+          separator = ", ";
+        }
+        return text + ")";
+      });
 }
 
 void bind_model(py::module_& m) {
@@ -142,7 +296,7 @@ void bind_model(py::module_& m) {
       .def(
           "topk",
           [](const Model& model, int64_t k, const py::args& args, const py::kwargs& kwargs) {
-            auto stack = to_stack(model, "forward", args, kwargs);
+            auto stack = to_stack(model, model.signature("forward"), "forward", args, kwargs);
             py::gil_scoped_release no_gil;
             auto top = softmax_topk(model.forward(std::move(stack)), k);
             return std::make_pair(top.probabilities, top.indices);
@@ -265,6 +419,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "tsnative's compiled core; use the public API in the tsnative package.";
   tsnative::bind_errors(m);
   tsnative::bind_images(m);  // before bind_model: Model's signatures use these types
+  tsnative::bind_script_object(m);
   tsnative::bind_model(m);
   tsnative::bind_runtime(m);
 }
