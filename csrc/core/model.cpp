@@ -13,6 +13,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include "core/errors.h"
+#include "core/ivalues.h"
 #include "core/runtime.h"
 #include "core/script_object.h"
 
@@ -133,21 +134,8 @@ c10::IValue map_tensors(const c10::IValue& value, const Convert& convert) {
 // Whether any tensor inside `value` satisfies `test`.
 template <typename Test>
 bool any_tensor(const c10::IValue& value, const Test& test) {
-  if (value.isTensor()) return test(value.toTensor());
-  if (value.isList()) {
-    for (const auto& element : value.toListRef()) {
-      if (any_tensor(element, test)) return true;
-    }
-  } else if (value.isTuple()) {
-    for (const auto& element : value.toTupleRef().elements()) {
-      if (any_tensor(element, test)) return true;
-    }
-  } else if (value.isGenericDict()) {
-    for (const auto& entry : value.toGenericDict()) {
-      if (any_tensor(entry.value(), test)) return true;
-    }
-  }
-  return false;
+  return any_value(value,
+                   [&test](const c10::IValue& v) { return v.isTensor() && test(v.toTensor()); });
 }
 
 }  // namespace

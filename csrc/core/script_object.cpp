@@ -6,6 +6,7 @@
 #include <ATen/core/function.h>
 
 #include "core/errors.h"
+#include "core/ivalues.h"
 
 namespace tsnative {
 
@@ -14,24 +15,11 @@ bool is_script_object(const c10::IValue& value) {
 }
 
 bool holds_script_object(const c10::IValue& value, c10::IValue* found) {
-  if (is_script_object(value)) {
-    if (found != nullptr) *found = value;
+  return any_value(value, [found](const c10::IValue& v) {
+    if (!is_script_object(v)) return false;
+    if (found != nullptr) *found = v;
     return true;
-  }
-  if (value.isList()) {
-    for (const auto& element : value.toListRef()) {
-      if (holds_script_object(element, found)) return true;
-    }
-  } else if (value.isTuple()) {
-    for (const auto& element : value.toTupleRef().elements()) {
-      if (holds_script_object(element, found)) return true;
-    }
-  } else if (value.isGenericDict()) {
-    for (const auto& entry : value.toGenericDict()) {
-      if (holds_script_object(entry.value(), found)) return true;
-    }
-  }
-  return false;
+  });
 }
 
 std::string object_type_name(const c10::ivalue::Object& object) {
