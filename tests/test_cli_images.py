@@ -8,6 +8,7 @@ decimals in text, and exactly in JSON.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -289,6 +290,24 @@ def test_one_unreadable_image(ts_infer: Path, tiny_classifier: Classifier, tmp_p
     code, stdout, stderr = run_cli(ts_infer, tiny_classifier.path, missing)
     assert (code, stdout) == (1, "")
     assert stderr == f"ts-infer: skipped: cannot read image '{missing}': no such file\n"
+
+
+def test_a_fifo_among_images_is_skipped_without_blocking(
+    ts_infer: Path, tiny_classifier: Classifier, photo_dir: Path, tmp_path: Path
+) -> None:
+    """Opening a FIFO waits for a writer: the run would hang (run_cli's timeout fails it)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    good = photo_dir / "chelsea.png"
+    code, stdout, stderr = run_cli(ts_infer, tiny_classifier.path, fifo, good, "--json")
+    assert code == 1
+    assert stderr.splitlines()[0] == (
+        f"ts-infer: skipped: cannot read image '{fifo}': it is not a regular file (a FIFO, "
+        "socket or device)"
+    )
+    lines = json_lines(stdout)
+    assert [line["path"] for line in lines] == [str(fifo), str(good)]
+    assert "predictions" in lines[1]
 
 
 def test_empty_folder_is_an_error(

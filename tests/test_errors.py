@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -20,6 +21,12 @@ def _missing(tmp_path: Path, model: Path) -> Path:
 
 def _directory(tmp_path: Path, model: Path) -> Path:
     return tmp_path
+
+
+def _fifo(tmp_path: Path, model: Path) -> Path:
+    path = tmp_path / "pipe.pt"
+    os.mkfifo(path)  # opening it would wait for a writer forever
+    return path
 
 
 def _garbage(tmp_path: Path, model: Path) -> Path:
@@ -58,12 +65,13 @@ def _newer_pytorch(tmp_path: Path, model: Path) -> Path:
     [
         (_missing, r"cannot load '.*no-such-model\.pt': no such file"),
         (_directory, r"it is a directory, not a model file"),
+        (_fifo, r"cannot load '.*pipe\.pt': it is not a regular file \(a FIFO, socket"),
         (_garbage, r"'.*garbage\.pt' is not a TorchScript archive \(not a readable zip file"),
         (_truncated, r"'.*truncated\.pt' is not a TorchScript archive .*truncated"),
         (_state_dict, r"'.*state_dict\.pt' is not a TorchScript archive.*torch\.save"),
         (_newer_pytorch, r"'.*newer\.pt' was saved by a newer PyTorch .*version 99"),
     ],
-    ids=["missing", "directory", "garbage", "truncated", "state_dict", "newer_pytorch"],
+    ids=["missing", "directory", "fifo", "garbage", "truncated", "state_dict", "newer_pytorch"],
 )
 def test_load_errors(
     saved_models: SavedModels,

@@ -12,11 +12,15 @@ namespace tsnative {
 inline std::string quoted(const std::string& text) { return "'" + text + "'"; }
 
 // Why `path` cannot be read as a file ("no such file", "it is a directory"); "" if it can.
+// Only regular files (or links to one) can: opening a FIFO blocks until a writer comes.
 inline std::string file_problem(const std::string& path) {
   std::error_code error;
   const auto status = std::filesystem::status(path, error);
   if (!std::filesystem::exists(status)) return "no such file";
   if (std::filesystem::is_directory(status)) return "it is a directory";
+  if (!std::filesystem::is_regular_file(status)) {
+    return "it is not a regular file (a FIFO, socket or device)";
+  }
   return "";
 }
 

@@ -1,6 +1,8 @@
 // Decoding and preprocessing images in the core. Expected values are known by hand: images
 // written here with libpng / libjpeg, and Pillow's formulas worked out on paper (each checked
 // against Pillow itself; tests/test_image_parity.py compares whole photos with Pillow).
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -304,6 +306,15 @@ TEST(ImageErrors, MissingFileAndDirectory) {
   EXPECT_TRUE(contains_all(
       message_of<InputError>([&] { decode_image(dir.path().string(), ColorMode::kRGB); }),
       {"is a directory"}));
+}
+
+TEST(ImageErrors, AFifoIsRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.file("pipe.png");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // Opening it would wait for a writer forever: the error must come from the check before.
+  EXPECT_TRUE(contains_all(message_of<InputError>([&] { decode_image(fifo, ColorMode::kRGB); }),
+                           {"'" + fifo + "'", "not a regular file"}));
 }
 
 TEST(ImageErrors, EmptyFile) {
