@@ -36,6 +36,10 @@ class Pair:
         return self.y
 
 class Maker(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.default = Pair(torch.zeros(1), 5)
+
     def forward(self, x: torch.Tensor) -> Pair:
         return Pair(x, 7)
 
@@ -118,6 +122,13 @@ def test_objects_go_back_only_into_the_model_that_made_them(
     """Each load has its own classes: another load's Pair is another type."""
     with pytest.raises(tsnative.ArgumentError, match=r"^this Pair object was made by another"):
         tsnative.load(maker_path).product(pair)
+
+
+def test_a_module_attribute_holding_an_object(maker: tsnative.Module) -> None:
+    default = maker.attributes["default"]
+    assert isinstance(default, tsnative.ScriptObject)
+    assert (default.type_name, default.y) == ("Pair", 5)
+    assert maker.product(default).tolist() == [0.0]
 
 
 def test_forward_returning_an_object(maker_path: Path) -> None:

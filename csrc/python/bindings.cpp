@@ -72,28 +72,27 @@ struct ScriptObject {
   c10::intrusive_ptr<c10::ivalue::Object> object;
 };
 
-// A method's result -> Python. Class instances become ScriptObjects (torch's own conversion
-// needs the class's Python definition, which a deployment does not have); the rest is torch's.
+// A value leaving the core (a method's result, an attribute) -> Python; `what` names it in
+// errors. Class instances become ScriptObjects (torch's own conversion needs the class's Python
+// definition, which a deployment does not have); the rest is torch's.
 py::object to_python(const std::shared_ptr<const Model>& model, c10::IValue value,
-                     const std::string& method) {
+                     const std::string& what) {
   if (is_script_object(value)) return py::cast(ScriptObject{model, value.toObject()});
   if (holds_script_object(value)) {
     if (value.isList()) {
       py::list list;
-      for (const auto& element : value.toListRef()) list.append(to_python(model, element, method));
+      for (const auto& element : value.toListRef()) list.append(to_python(model, element, what));
       return list;
     }
     if (value.isTuple()) {
       const auto& elements = value.toTupleRef().elements();
       py::tuple tuple(elements.size());
-      for (size_t i = 0; i < elements.size(); ++i) {
-        tuple[i] = to_python(model, elements[i], method);
-      }
+      for (size_t i = 0; i < elements.size(); ++i) tuple[i] = to_python(model, elements[i], what);
       return tuple;
     }
     py::dict dict;
     for (const auto& entry : value.toGenericDict()) {
-      dict[to_python(model, entry.key(), method)] = to_python(model, entry.value(), method);
+      dict[to_python(model, entry.key(), what)] = to_python(model, entry.value(), what);
     }
     return dict;
   }
@@ -101,15 +100,40 @@ py::object to_python(const std::shared_ptr<const Model>& model, c10::IValue valu
     return torch::jit::toPyObject(std::move(value));
   } catch (const c10::Error& e) {
     throw InferenceError(
-        method + "() returned a " + value.type()->repr_str() +
+        what + " is a " + value.type()->repr_str() +
         ", which cannot be converted to Python: " + first_line(e.what_without_backtrace()));
   }
 }
 
-// ScriptObjects inside Python arguments -> the torch.jit.ScriptObject that torch's argument
-// conversion (createStackForSchema) takes for a class-typed argument. Containers are rebuilt
-// only where one was found. Each load has its own classes: an object goes back only into the
-// model that made it.
+// A ScriptObject's attributes, converted, in its class's order.
+py::dict attributes_of(const ScriptObject& self) {
+  py::dict values;
+  for (auto& [name, value] : object_attributes(*self.object)) {
+    values[py::str(name)] =
+        to_python(self.model, value,
+                  "attribute '" + name + "' of a " + object_type_name(*self.object) + " object");
+  }
+  return values;
+}
+
+// Whether a Python argument is or holds (in tuples, lists, dict values) a ScriptObject.
+bool argument_holds_script_object(const py::handle& value) {
+  if (py::isinstance<ScriptObject>(value)) return true;
+  if (py::isinstance<py::tuple>(value) || py::isinstance<py::list>(value)) {
+    for (const auto& element : value) {
+      if (argument_holds_script_object(element)) return true;
+    }
+  } else if (py::isinstance<py::dict>(value)) {
+    for (const auto& item : py::reinterpret_borrow<py::dict>(value)) {
+      if (argument_holds_script_object(item.second)) return true;
+    }
+  }
+  return false;
+}
+
+// ScriptObjects inside a Python argument that holds some -> the torch.jit.ScriptObject that
+// torch's argument conversion (createStackForSchema) takes for a class-typed argument. Each load
+// has its own classes: an object goes back only into the model that made it.
 py::object unwrap_script_objects(const py::handle& value, const Model& target) {
   if (py::isinstance<ScriptObject>(value)) {
     const auto& script_object = py::cast<const ScriptObject&>(value);
@@ -121,24 +145,17 @@ py::object unwrap_script_objects(const py::handle& value, const Model& target) {
     }
     return py::cast(torch::jit::Object(script_object.object));
   }
-  bool changed = false;
-  const auto unwrap = [&changed, &target](const py::handle& element) {
-    auto unwrapped = unwrap_script_objects(element, target);
-    changed = changed || !unwrapped.is(element);
-    return unwrapped;
-  };
   if (py::isinstance<py::tuple>(value) || py::isinstance<py::list>(value)) {
     py::list elements;
-    for (const auto& element : value) elements.append(unwrap(element));
-    if (changed) {
-      return py::isinstance<py::tuple>(value) ? py::object(py::tuple(elements)) : elements;
-    }
-  } else if (py::isinstance<py::dict>(value)) {
+    for (const auto& element : value) elements.append(unwrap_script_objects(element, target));
+    return py::isinstance<py::tuple>(value) ? py::object(py::tuple(elements)) : elements;
+  }
+  if (py::isinstance<py::dict>(value)) {
     py::dict dict;
     for (const auto& item : py::reinterpret_borrow<py::dict>(value)) {
-      dict[item.first] = unwrap(item.second);
+      dict[item.first] = unwrap_script_objects(item.second, target);
     }
-    if (changed) return dict;
+    return dict;
   }
   return py::reinterpret_borrow<py::object>(value);
 }
@@ -155,6 +172,10 @@ torch::jit::Stack to_stack(const Model& model, const c10::FunctionSchema& signat
                           "'. Declaration: " + c10::str(signature));
     }
   }
+  // The common call (tensors, numbers) goes to torch as it came: no copy of the arguments.
+  if (!argument_holds_script_object(args) && !argument_holds_script_object(kwargs)) {
+    return torch::jit::createStackForSchema(signature, args, kwargs, std::nullopt);
+  }
   py::tuple positional(args.size());
   for (size_t i = 0; i < args.size(); ++i) positional[i] = unwrap_script_objects(args[i], model);
   py::kwargs named;
@@ -170,7 +191,7 @@ py::object call_method(const std::shared_ptr<Model>& model, const std::string& m
     py::gil_scoped_release no_gil;
     output = model->run(method, std::move(stack));
   }
-  return to_python(model, std::move(output), method);
+  return to_python(model, std::move(output), "the result of " + method + "()");
 }
 
 py::object call_object_method(const ScriptObject& self, const std::string& method,
@@ -183,7 +204,7 @@ py::object call_object_method(const ScriptObject& self, const std::string& metho
     py::gil_scoped_release no_gil;
     output = self.model->run_object_method(self.object, method, std::move(stack));
   }
-  return to_python(self.model, std::move(output), name);
+  return to_python(self.model, std::move(output), "the result of " + name + "()");
 }
 
 void bind_script_object(py::module_& m) {
@@ -195,30 +216,21 @@ void bind_script_object(py::module_& m) {
           "type_name", [](const ScriptObject& self) { return object_type_name(*self.object); })
       .def_property_readonly("methods",
                              [](const ScriptObject& self) { return object_methods(*self.object); })
-      .def_property_readonly("attributes",
-                             [](const ScriptObject& self) {
-                               py::dict values;
-                               for (auto& [name, value] : object_attributes(*self.object)) {
-                                 values[py::str(name)] = to_python(self.model, value, name);
-                               }
-                               return values;
-                             })
+      .def_property_readonly("attributes", &attributes_of)
       .def("call", &call_object_method, py::arg("method"))
       .def("__getattr__",
            [](const py::object& self, const std::string& name) -> py::object {
-             const auto& object = *py::cast<const ScriptObject&>(self).object;
-             for (auto& [attribute, value] : object_attributes(object)) {
-               if (attribute == name) {
-                 return to_python(py::cast<const ScriptObject&>(self).model, value, name);
-               }
-             }
+             const auto& script_object = py::cast<const ScriptObject&>(self);
+             const auto& object = *script_object.object;
+             const py::dict attributes = attributes_of(script_object);
+             if (attributes.contains(name)) return attributes[py::str(name)];
              const auto methods = object_methods(object);
              if (std::find(methods.begin(), methods.end(), name) != methods.end()) {
                return py::module_::import("functools").attr("partial")(self.attr("call"), name);
              }
              std::string known;
-             for (auto& [attribute, value] : object_attributes(object)) {
-               known += (known.empty() ? "" : ", ") + attribute;
+             for (const auto& item : attributes) {
+               known += (known.empty() ? "" : ", ") + py::cast<std::string>(item.first);
              }
              for (const auto& method : methods) known += (known.empty() ? "" : ", ") + method;
              throw py::attribute_error("a " + object_type_name(object) +
@@ -235,9 +247,9 @@ void bind_script_object(py::module_& m) {
       .def("__repr__", [](const ScriptObject& self) {
         std::string text = "tsnative.ScriptObject(" + object_type_name(*self.object);
         const char* separator = ": ";
-        for (auto& [name, value] : object_attributes(*self.object)) {
-          text += separator + name + "=" +
-                  py::cast<std::string>(py::repr(to_python(self.model, value, name)));
+        for (const auto& item : attributes_of(self)) {
+          text += separator + py::cast<std::string>(item.first) + "=" +
+                  py::cast<std::string>(py::repr(item.second));
           separator = ", ";
         }
         return text + ")";
@@ -286,10 +298,11 @@ void bind_model(py::module_& m) {
       .def("named_parameters", &Model::named_parameters)
       .def("named_buffers", &Model::named_buffers)
       .def("attributes",
-           [](const Model& model) {
+           [](const std::shared_ptr<Model>& model) {
+             // The same conversion as results: an attribute may hold a class instance too.
              py::dict values;
-             for (auto& [name, value] : model.attributes()) {
-               values[py::str(name)] = torch::jit::toPyObject(value);
+             for (auto& [name, value] : model->attributes()) {
+               values[py::str(name)] = to_python(model, value, "attribute '" + name + "'");
              }
              return values;
            })
