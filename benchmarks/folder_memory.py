@@ -84,7 +84,11 @@ def export_model(path: Path) -> None:
         torch.nn.Flatten(),
         torch.nn.Linear(8, 10),
     ).eval()
-    tsnative.export(model, torch.rand(1, 3, 56, 56), path, preprocess={"resize": 64, "crop": 56})
+    # Labels longer than a short string holds inline: each result then allocates them too.
+    labels = [f"a class name of some length, number {i}" for i in range(10)]
+    tsnative.export(
+        model, torch.rand(1, 3, 56, 56), path, labels=labels, preprocess={"resize": 64, "crop": 56}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

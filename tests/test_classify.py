@@ -169,7 +169,6 @@ def test_one_image(tiny_classifier: Classifier, photo_dir: Path) -> None:
     [
         pytest.param(["A", "B", "C", "D", "E"], id="list"),
         pytest.param("file", id="file"),
-        pytest.param("imagenet", id="imagenet"),
     ],
 )
 def test_labels_override(
@@ -179,10 +178,27 @@ def test_labels_override(
     if labels == "file":
         (tmp_path / "labels.txt").write_text("one\ntwo\nthree\nfour\nfive\n")
         labels, expected = str(tmp_path / "labels.txt"), ["one", "two", "three", "four", "five"]
-    elif labels == "imagenet":
-        expected = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
     results = tsnative.classify(tiny_classifier.path, photo_dir, labels=labels)
     assert_matches_eager(results, tiny_classifier, _photo_paths(photo_dir), labels=expected)
+
+
+@pytest.mark.parametrize(
+    ("labels", "count"),
+    [
+        pytest.param("imagenet", 1000, id="imagenet"),
+        pytest.param("one\ntwo\nthree\n", 3, id="short_file"),
+        pytest.param("one\ntwo\nthree\nfour\nfive\nsix\n", 6, id="long_file"),
+    ],
+)
+def test_labels_not_one_per_class_are_an_input_error(
+    tiny_classifier: Classifier, photo_dir: Path, tmp_path: Path, labels: str, count: int
+) -> None:
+    # Names shifted by a line would label every image wrongly: refused, not guessed.
+    if labels != "imagenet":
+        (tmp_path / "labels.txt").write_text(labels)
+        labels = str(tmp_path / "labels.txt")
+    with pytest.raises(tsnative.InputError, match=f"{count} labels for 5 classes"):
+        tsnative.classify(tiny_classifier.path, photo_dir, labels=labels)
 
 
 def test_labels_override_with_a_path_object(

@@ -179,12 +179,29 @@ def test_json_without_labels_has_null_labels(
 # --- Flags override the metadata -------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("labels", "count"), [("imagenet", 1000), ("three.txt", 3)])
+def test_labels_not_one_per_class_exit_1_with_one_line(
+    ts_infer: Path,
+    tiny_classifier: Classifier,
+    photo_dir: Path,
+    tmp_path: Path,
+    labels: str,
+    count: int,
+) -> None:
+    (tmp_path / "three.txt").write_text("one\ntwo\nthree\n")
+    if labels != "imagenet":
+        labels = str(tmp_path / labels)
+    code, stdout, stderr = run_cli(ts_infer, tiny_classifier.path, photo_dir, "--labels", labels)
+    assert code == 1
+    assert stdout == ""
+    assert stderr.count("\n") == 1
+    assert f"the labels do not match the model: {count} labels for 5 classes" in stderr
+
+
 @pytest.mark.parametrize(
     ("make_labels", "expected_first"),
     [
-        pytest.param(lambda tmp: "imagenet", "tench", id="imagenet"),
         pytest.param(lambda tmp: str(tmp / "five.txt"), "one", id="file"),
-        pytest.param(lambda tmp: str(tmp / "three.txt"), "one", id="short_file"),
     ],
 )
 def test_labels_flag_overrides_the_metadata(
@@ -196,7 +213,6 @@ def test_labels_flag_overrides_the_metadata(
     expected_first: str,
 ) -> None:
     (tmp_path / "five.txt").write_text("one\ntwo\nthree\nfour\nfive\n")
-    (tmp_path / "three.txt").write_text("one\ntwo\nthree\n")  # classes 3 and 4: indices
     labels = make_labels(tmp_path)
     code, stdout, _ = run_cli(ts_infer, tiny_classifier.path, photo_dir, "--labels", labels)
     assert code == 0

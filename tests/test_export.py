@@ -228,7 +228,7 @@ def _labels_file(tmp_path: Path) -> Path:
     ("make_labels", "expected"),
     [
         pytest.param(lambda tmp: ["a", "b c", "d"], ["a", "b c", "d"], id="list"),
-        pytest.param(lambda tmp: ("x", "y"), ["x", "y"], id="tuple"),
+        pytest.param(lambda tmp: ("x", "y", "z"), ["x", "y", "z"], id="tuple"),
         pytest.param(_labels_file, ["zero", "one, with a comma", "two"], id="file_path"),
         pytest.param(
             lambda tmp: str(_labels_file(tmp)), ["zero", "one, with a comma", "two"], id="file_str"
@@ -244,6 +244,16 @@ def test_labels_are_carried(tmp_path: Path, make_labels: Any, expected: list[str
     assert exported.labels == expected
     assert tsnative.load(path).labels == expected
     assert archive_metadata(path)["labels"] == expected
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_labels_not_one_per_class_are_an_export_error(tmp_path: Path, count: int) -> None:
+    path = tmp_path / "m.pt"
+    labels = [f"class {i}" for i in range(count)]
+    with pytest.raises(tsnative.ExportError, match=rf"^{count} labels for a model with 3 classes"):
+        tsnative.export(build("identity"), torch.ones(2, 3), path, labels=labels)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
 def test_imagenet_labels(tmp_path: Path) -> None:
@@ -295,13 +305,10 @@ def test_preprocess_is_carried(tmp_path: Path, preprocess: Any, expected: dict[s
 
 def test_archive_metadata_format(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
+    model, example = build("cnn_bn_dropout"), torch.randn(2, 3, 16, 16)
+    labels = [f"class {i}" for i in range(model.eval()(example).shape[-1])]
     tsnative.export(
-        build("cnn_bn_dropout"),
-        torch.randn(2, 3, 16, 16),
-        path,
-        method="trace",
-        labels=["a", "b"],
-        preprocess={"resize": 20, "crop": 16},
+        model, example, path, method="trace", labels=labels, preprocess={"resize": 20, "crop": 16}
     )
     metadata = archive_metadata(path)
     assert set(metadata) == METADATA_KEYS
@@ -310,7 +317,7 @@ def test_archive_metadata_format(tmp_path: Path) -> None:
     assert metadata["tsnative_version"] == tsnative.__version__
     assert metadata["export_method"] == "trace"
     assert metadata["input_shape"] == [2, 3, 16, 16]
-    assert metadata["labels"] == ["a", "b"]
+    assert metadata["labels"] == labels
     assert metadata["preprocess"] == {**IMAGENET_PREPROCESS, "resize": 20, "crop": 16}
 
 

@@ -19,6 +19,14 @@ bool has_image_extension(const std::filesystem::path& path) {
   return extension == ".jpg" || extension == ".jpeg" || extension == ".png";
 }
 
+void check_label_count(const std::vector<std::string>& labels, int64_t classes) {
+  if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes) {
+    throw InputError("the labels do not match the model: " + std::to_string(labels.size()) +
+                     " labels for " + std::to_string(classes) +
+                     " classes (one label per line of the labels file, one per class)");
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> list_images(const std::string& dir) {
@@ -53,6 +61,7 @@ std::vector<std::string> expand_image_paths(const std::vector<std::string>& path
 
 std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
                                                     const std::vector<std::string>& labels) {
+  check_label_count(labels, top.classes);
   const auto k = top.indices.size(-1);
   const auto probabilities = top.probabilities.to(at::kCPU, at::kDouble).reshape({-1, k});
   const auto indices = top.indices.to(at::kCPU).reshape({-1, k});
@@ -60,9 +69,8 @@ std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
   for (int64_t row = 0; row < indices.size(0); ++row) {
     for (int64_t i = 0; i < k; ++i) {
       const int64_t index = indices[row][i].item<int64_t>();
-      const bool labelled = index >= 0 && index < static_cast<int64_t>(labels.size());
       rows[row].push_back(Prediction{index, probabilities[row][i].item<double>(),
-                                     labelled ? labels[static_cast<size_t>(index)] : ""});
+                                     labels.empty() ? "" : labels[static_cast<size_t>(index)]});
     }
   }
   return rows;
@@ -81,14 +89,20 @@ std::vector<Classification> classify(const Model& model, const std::vector<std::
   const Preprocess preprocess = preprocessing_for(model, options.preprocess);
   const auto& labels = options.labels ? *options.labels : model.metadata().labels;
 
+  // Every result is allocated at the start (its predictions once the first batch tells how
+  // many classes there are) and labelled after the last batch: what outlives a batch then
+  // never sits between the blocks that images and tensors free after it, and the allocator
+  // reuses those for the next batch (results allocated batch by batch fragmented the heap:
+  // 10,000 images took 2.5x the memory of 1,000).
   std::vector<Classification> results(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) results[i].path = paths[i];
+  bool reserved = false;
   const auto batch_size = static_cast<size_t>(options.batch_size);
   for (size_t start = 0; start < paths.size(); start += batch_size) {
     const size_t end = std::min(paths.size(), start + batch_size);
     std::vector<at::Tensor> images;
     std::vector<size_t> slots;
     for (size_t i = start; i < end; ++i) {
-      results[i].path = paths[i];
       try {
         images.push_back(load_image(paths[i], preprocess, options.limits));
         slots.push_back(i);
@@ -102,13 +116,27 @@ std::vector<Classification> classify(const Model& model, const std::vector<std::
     for (const auto& [size, members] : by_size) {
       std::vector<at::Tensor> group;
       for (const size_t j : members) group.push_back(images[j]);
-      auto rows =
-          to_predictions(softmax_topk(model.forward({at::stack(group)}), options.k), labels);
+      const auto top = softmax_topk(model.forward({at::stack(group)}), options.k);
+      check_label_count(labels, top.classes);
+      if (!reserved) {
+        const auto k = static_cast<size_t>(top.indices.size(-1));
+        for (auto& result : results) result.predictions.reserve(k);
+        reserved = true;
+      }
+      const auto rows = to_predictions(top, {});  // labelled after the last batch
       for (size_t g = 0; g < members.size(); ++g) {
-        results[slots[members[g]]].predictions = std::move(rows[g]);
+        auto& predictions = results[slots[members[g]]].predictions;
+        predictions.assign(rows[g].begin(), rows[g].end());  // into the reserved storage
       }
     }
     if (progress) progress(end, paths.size());
+  }
+  if (!labels.empty()) {
+    for (auto& result : results) {
+      for (auto& prediction : result.predictions) {
+        prediction.label = labels[static_cast<size_t>(prediction.index)];
+      }
+    }
   }
   return results;
 }

@@ -48,7 +48,9 @@ std::vector<std::string> list_images(const std::string& dir);
 // Expands each path: a directory becomes the images inside it, a file stays as it is.
 std::vector<std::string> expand_image_paths(const std::vector<std::string>& paths);
 
-// Labels each row of a top-k result; label is empty where `labels` has no entry.
+// Labels each row of a top-k result; labels may be empty (then so is every label). Throws
+// InputError if there are labels but not one per class: names shifted by a line would be
+// wrong for every image, with nothing to show it.
 std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
                                                     const std::vector<std::string>& labels);
 

@@ -21,7 +21,7 @@ TopK softmax_topk(const at::Tensor& logits, int64_t k) {
   c10::NoGradGuard no_grad;
   const auto probabilities = at::softmax(logits, -1);
   auto [values, indices] = probabilities.topk(std::min(k, logits.size(-1)), -1);
-  return TopK{std::move(values), std::move(indices)};
+  return TopK{std::move(values), std::move(indices), logits.size(-1)};
 }
 
 TopK softmax_topk(const c10::IValue& output, int64_t k) {

@@ -11,6 +11,7 @@ namespace tsnative {
 struct TopK {
   at::Tensor probabilities;  // [..., k] float, descending
   at::Tensor indices;        // [..., k] int64
+  int64_t classes = 0;       // the size of the logits' last dimension
 };
 
 // Softmax over the last dimension of `logits`, then its k largest entries. k is clamped to the

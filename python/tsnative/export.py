@@ -51,6 +51,15 @@ def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str):
     return traced, "trace", [str(w.message) for w in caught]
 
 
+def _check_one_label_per_class(native: Module, example: tuple[Any, ...], labels: list[str]) -> None:
+    output = native(*example) if labels else None
+    if isinstance(output, torch.Tensor) and output.dim() >= 1 and output.shape[-1] != len(labels):
+        raise ExportError(
+            f"{len(labels)} labels for a model with {output.shape[-1]} classes (the last "
+            f"dimension of its output, {list(output.shape)}): give one label per class"
+        )
+
+
 def _check_matches_eager(
     model: torch.nn.Module,
     native: Module,
@@ -131,6 +140,7 @@ def export(
         _check_matches_eager(
             model, native, input_sets, method_used, tracer_warnings, rtol=rtol, atol=atol
         )
+        _check_one_label_per_class(native, example, metadata.labels)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise

@@ -66,14 +66,14 @@ def load_image(
     return _C.load_image(os.fspath(path), spec)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
     index: int
     probability: float
     label: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Classification:
     path: str
     predictions: list[Prediction] = field(default_factory=list)
@@ -125,11 +125,14 @@ def classify(
     finally:
         if bar is not None:
             bar.close()
+    # One str per label, shared by every prediction that names it (not one per prediction).
+    label_names: dict[str, str] = {}
     return [
         Classification(
             path=result.path,
             predictions=[
-                Prediction(p.index, p.probability, p.label or None) for p in result.predictions
+                Prediction(p.index, p.probability, label_names.setdefault(p.label, p.label) or None)
+                for p in result.predictions
             ],
             error=result.error or None,
         )

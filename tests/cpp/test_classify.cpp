@@ -3,6 +3,8 @@
 // over PNGs written here, checked against softmax-top-k computed by hand from load_image.
 #include "core/classify.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -100,20 +102,31 @@ void expect_prediction(const Prediction& actual, int64_t index, double probabili
   EXPECT_EQ(actual.label, label);
 }
 
+// The top 2 of 4 classes, for two images.
 tsnative::TopK two_rows() {
   return {torch::tensor({{0.7f, 0.2f}, {0.6f, 0.3f}}),
-          torch::tensor({{2, 0}, {1, 3}}, torch::kLong)};
+          torch::tensor({{2, 0}, {1, 3}}, torch::kLong), 4};
 }
 
 TEST(ClassifyToPredictions, LabelsEachRow) {
-  const auto rows = tsnative::to_predictions(two_rows(), {"a", "b", "c"});
+  const auto rows = tsnative::to_predictions(two_rows(), {"a", "b", "c", "d"});
   ASSERT_EQ(rows.size(), 2u);
   ASSERT_EQ(rows[0].size(), 2u);
   ASSERT_EQ(rows[1].size(), 2u);
   expect_prediction(rows[0][0], 2, 0.7, "c");
   expect_prediction(rows[0][1], 0, 0.2, "a");
   expect_prediction(rows[1][0], 1, 0.6, "b");
-  expect_prediction(rows[1][1], 3, 0.3, "");  // beyond the 3 labels
+  expect_prediction(rows[1][1], 3, 0.3, "d");
+}
+
+TEST(ClassifyToPredictions, LabelsNotOnePerClassAreRefused) {
+  for (const std::vector<std::string>& labels :
+       {std::vector<std::string>{"a", "b", "c"},
+        std::vector<std::string>{"a", "b", "c", "d", "e"}}) {
+    EXPECT_TRUE(ThrowsWith<tsnative::InputError>(
+        [&] { tsnative::to_predictions(two_rows(), labels); },
+        {std::to_string(labels.size()) + " labels for 4 classes"}));
+  }
 }
 
 TEST(ClassifyToPredictions, WithoutLabelsEveryLabelIsEmpty) {
@@ -124,7 +137,7 @@ TEST(ClassifyToPredictions, WithoutLabelsEveryLabelIsEmpty) {
 }
 
 TEST(ClassifyToPredictions, OneDimensionalTopKIsOneRow) {
-  const tsnative::TopK top{torch::tensor({0.9f, 0.1f}), torch::tensor({1, 0}, torch::kLong)};
+  const tsnative::TopK top{torch::tensor({0.9f, 0.1f}), torch::tensor({1, 0}, torch::kLong), 2};
   const auto rows = tsnative::to_predictions(top, {"x", "y"});
   ASSERT_EQ(rows.size(), 1u);
   ASSERT_EQ(rows[0].size(), 2u);
@@ -166,7 +179,7 @@ Preprocess metadata_preprocess() {
   return spec;
 }
 
-const std::vector<std::string> kLabels = {"red", "green", "blue"};  // class 3 has no label
+const std::vector<std::string> kLabels = {"red", "green", "blue", "grey"};
 
 // A 12x10 RGB PNG whose pixels depend on `seed`: different images win different classes.
 std::vector<uint8_t> test_png(int seed, int width = 12, int height = 10) {
@@ -347,6 +360,83 @@ TEST_F(ClassifyTest, UnreadableFilesAreReportedAndTheOthersClassified) {
     expect_predictions(results[i].predictions, by_hand(paths[i], metadata_preprocess(), 5, kLabels),
                        paths[i]);
   }
+}
+
+// Files change while a folder is classified: after the first batch (the progress callback runs
+// between batches), one image is overwritten with text, one becomes a directory, one a FIFO,
+// one is replaced by another valid image, one is deleted. Each changed file gets its own error
+// (or the new image's result), the others are classified, and nothing hangs on the FIFO.
+TEST_F(ClassifyTest, FilesChangedDuringTheRunEachGetTheirOwnResult) {
+  const auto model = model_with_metadata();
+  const auto paths = write_images(8);
+  ClassifyOptions options;
+  options.batch_size = 2;
+  const auto original_5 = by_hand(paths[5], metadata_preprocess(), 1, kLabels);
+  const auto change = [&](size_t done, size_t) {
+    if (done != 2) return;
+    write_file(paths[2], {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
+    std::filesystem::remove(paths[3]);
+    std::filesystem::create_directory(paths[3]);
+    std::filesystem::remove(paths[4]);
+    ASSERT_EQ(mkfifo(paths[4].c_str(), 0600), 0);
+    write_file(paths[5], test_png(100));
+    std::filesystem::remove(paths[6]);
+  };
+  const auto results = tsnative::classify(*model, paths, options, change);
+  ASSERT_EQ(results.size(), paths.size());
+  const std::vector<std::pair<size_t, std::string>> errors = {{2, "is not a JPEG or PNG image"},
+                                                              {3, "it is a directory"},
+                                                              {4, "it is not a regular file"},
+                                                              {6, "no such file"}};
+  for (const auto& [i, cause] : errors) {
+    EXPECT_TRUE(results[i].predictions.empty()) << paths[i];
+    EXPECT_NE(results[i].error.find("'" + paths[i] + "'"), std::string::npos) << results[i].error;
+    EXPECT_NE(results[i].error.find(cause), std::string::npos) << results[i].error;
+  }
+  for (const size_t i : {size_t{0}, size_t{1}, size_t{5}, size_t{7}}) {
+    ASSERT_TRUE(results[i].ok()) << results[i].error;
+    // Image 5 is classified as what it is now, the replacement.
+    expect_predictions(results[i].predictions, by_hand(paths[i], metadata_preprocess(), 5, kLabels),
+                       paths[i]);
+  }
+  EXPECT_NE(results[5].predictions[0].probability, original_5[0].probability);
+}
+
+// The folder itself disappears after the first batch: what was done stays done, every file
+// after it is reported missing, and classify returns normally.
+TEST_F(ClassifyTest, AFolderThatDisappearsLeavesTheFirstResults) {
+  const auto model = model_with_metadata();
+  const std::string folder = tmp_.file("photos");
+  std::filesystem::create_directory(folder);
+  for (int i = 0; i < 5; ++i) write_file(folder + "/img" + std::to_string(i) + ".png", test_png(i));
+  const auto paths = tsnative::list_images(folder);
+  ASSERT_EQ(paths.size(), 5u);
+  std::vector<std::vector<Prediction>> expected;
+  for (const auto& path : paths)
+    expected.push_back(by_hand(path, metadata_preprocess(), 5, kLabels));
+  ClassifyOptions options;
+  options.batch_size = 2;
+  const auto results = tsnative::classify(*model, paths, options, [&](size_t done, size_t) {
+    if (done == 2) std::filesystem::remove_all(folder);
+  });
+  ASSERT_EQ(results.size(), 5u);
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].error;
+    expect_predictions(results[i].predictions, expected[i], paths[i]);
+  }
+  for (size_t i = 2; i < 5; ++i) {
+    EXPECT_TRUE(results[i].predictions.empty());
+    EXPECT_NE(results[i].error.find("'" + paths[i] + "': no such file"), std::string::npos)
+        << results[i].error;
+  }
+}
+
+TEST_F(ClassifyTest, LabelsNotOnePerClassAreAnInputError) {
+  ClassifyOptions options;
+  options.labels = std::vector<std::string>{"only", "three", "labels"};
+  EXPECT_TRUE(ThrowsWith<InputError>(
+      [&] { tsnative::classify(*model_with_metadata(), write_images(1), options); },
+      {"3 labels for 4 classes"}));
 }
 
 TEST_F(ClassifyTest, BatchSizeDoesNotChangeTheResults) {
