@@ -8,9 +8,10 @@ BIN := $(abspath $(VENV)/bin)
 STAMPS := $(VENV)/.stamps
 BUILD_DIR := build/python
 SOURCES := $(shell find csrc python tests/cpp -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
-CXX_FILES := $(shell find csrc tests/cpp -name '*.cpp' -o -name '*.h')
+CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
-.PHONY: setup demo test test-compat test-cpp test-python lint format bench clean
+.PHONY: setup demo test test-compat test-sanitize fuzz sanitize-build test-cpp test-python lint \
+  format bench clean
 
 setup: $(STAMPS)/installed
 
@@ -47,6 +48,35 @@ test-python: setup
 # virtualenv of their own (.venv-compat), then the pytest suite there.
 test-compat:
 	bash scripts/test-compat.sh
+
+# The core, ts-infer, the C++ tests and the fuzz harnesses built by clang with AddressSanitizer
+# + UndefinedBehaviorSanitizer (build/sanitize, one build for both targets below).
+SANITIZE_DIR := build/sanitize
+FUZZ_SECONDS ?= 180
+FUZZ_HARNESSES := image tensor_file metadata labels model
+
+$(STAMPS)/sanitize-system: scripts/install-system-deps.sh | $(STAMPS)/venv
+	bash scripts/install-system-deps.sh --sanitize
+	touch $@
+
+sanitize-build: setup $(STAMPS)/sanitize-system
+	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++-14 -DPython_EXECUTABLE=$(abspath $(PY)) \
+	  -DTSNATIVE_SANITIZE=ON -DTSNATIVE_BUILD_TESTS=ON -DTSNATIVE_BUILD_FUZZERS=ON >/dev/null
+	cmake --build $(SANITIZE_DIR) -j2 --target tsnative_core_tests ts-infer \
+	  $(addprefix fuzz_,$(FUZZ_HARNESSES))
+
+test-sanitize: sanitize-build
+	source scripts/sanitizer-env.sh && ctest --test-dir $(SANITIZE_DIR) --output-on-failure
+
+build/fuzz/seeds/.made: tests/fuzz/make_seeds.py $(STAMPS)/installed
+	rm -rf build/fuzz/seeds
+	$(PY) tests/fuzz/make_seeds.py build/fuzz/seeds
+	touch $@
+
+# FUZZ_SECONDS per harness (CI runs 30); FUZZ_HARNESSES to pick some.
+fuzz: sanitize-build build/fuzz/seeds/.made
+	bash scripts/fuzz.sh $(SANITIZE_DIR) $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 lint: $(STAMPS)/python-deps
 	$(BIN)/ruff check .

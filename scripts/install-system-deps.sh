@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the C++ build needs, only those missing (idempotent, quick when
-# everything is there). Needs root, or sudo.
+# everything is there). Needs root, or sudo. With --sanitize, also clang and its sanitizer
+# and libFuzzer runtimes, for make test-sanitize and make fuzz.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,12 @@ packages=(
   libpng-dev            # PNG decoding
   ccache                # faster rebuilds
 )
+if [ "${1:-}" = "--sanitize" ]; then
+  packages+=(
+    clang-14              # the sanitizer and fuzz build (libFuzzer is clang's)
+    libclang-rt-14-dev    # ASan, UBSan and libFuzzer runtimes
+  )
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -124,3 +124,71 @@ def test_bytes_from_the_file_are_escaped_in_messages(
     result = subprocess.run([ts_infer, path, "--shape", "2"], capture_output=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.decode("utf-8") == f"ts-infer: error: {message}\n"  # strict UTF-8
+
+
+# --- Declared sizes a file cannot hold ---------------------------------------------------------
+# LibTorch allocates the length a pickle declares for a string before reading it: a few KB
+# could make it allocate 4 GB (found by fuzzing, tests/fuzz/regressions). tsnative checks the
+# archive's pickles first. The checks run in a subprocess whose peak RSS is measured.
+
+HUGE = 0xFFFFFF04  # a BINUNICODE length of ~4 GB
+
+
+def _declare_a_huge_string(data: bytes) -> bytes:
+    """The first BINUNICODE (opcode X, 4-byte length) of a pickle, made to declare ~4 GB."""
+    at = data.index(b"X\x08\x00\x00\x00training")
+    return data[:at] + b"X" + HUGE.to_bytes(4, "little") + data[at + 5 :]
+
+
+def _peak_rss_mib(code: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    measure = (
+        "import resource, sys\n"
+        f"try:\n    exec({code!r})\n"
+        "finally:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n"
+    )
+    result = _python(measure)
+    return result, float(result.stderr.strip().splitlines()[-1])
+
+
+def test_a_model_declaring_a_4gb_string_is_refused_without_allocating_it(
+    saved: Path, tmp_path: Path, ts_infer: Path
+) -> None:
+    path = _rewrite(
+        saved,
+        tmp_path / "huge_string.pt",
+        lambda name, data: _declare_a_huge_string(data) if name.endswith("/data.pkl") else data,
+    )
+    assert path.stat().st_size < 10_000
+    with zipfile.ZipFile(path) as archive:
+        pickle = archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl")))
+    expected = (
+        f"'{path}' is corrupt: its record 'data.pkl': its pickled data declares {HUGE} bytes at "
+        f"offset {pickle.index(b'X' + HUGE.to_bytes(4, 'little'))}, past the end of its "
+        f"{len(pickle)} bytes"
+    )
+    result, peak = _peak_rss_mib(
+        f"import tsnative\ntry:\n    tsnative.load({str(path)!r})\n"
+        "except tsnative.ModelLoadError as e:\n    print(e)\n"
+    )
+    assert result.stdout.strip() == expected
+    assert peak < 2000, f"peak RSS {peak:.0f} MiB: the declared string was allocated"
+    code, _, stderr = run_cli(ts_infer, path, "--shape", "3")
+    assert (code, stderr) == (1, f"ts-infer: error: {expected}\n")
+
+
+def test_a_tensor_file_declaring_a_4gb_string_is_refused_without_allocating_it(
+    tmp_path: Path, saved: Path, ts_infer: Path
+) -> None:
+    original = tmp_path / "x.pt"
+    torch.save({"training": torch.ones(3)}, original)  # a dict key pickled as X\x08...training
+    path = _rewrite(
+        original,
+        tmp_path / "huge.pt",
+        lambda name, data: _declare_a_huge_string(data) if name.endswith("/data.pkl") else data,
+    )
+    code, _, stderr = run_cli(ts_infer, saved, "--input", path)
+    assert code == 1
+    assert stderr.startswith(f"ts-infer: error: cannot read tensor file '{path}': its record ")
+    assert f"declares {HUGE} bytes" in stderr
+    assert stderr.count("\n") == 1

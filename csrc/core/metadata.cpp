@@ -1,5 +1,6 @@
 #include "core/metadata.h"
 
+#include <cstdint>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -27,26 +28,51 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+// An integer field's value. nlohmann converts a JSON float such as 1e82 to an integer with a
+// cast, undefined behaviour out of range (found by fuzzing): only JSON integers that fit are
+// taken, and `minimum` is checked here too.
+int64_t integer_value(const nlohmann::json& value, const std::string& field, int64_t minimum) {
+  const bool fits =
+      value.is_number_integer() &&
+      !(value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX));
+  if (!fits || value.get<int64_t>() < minimum) {
+    throw OptionError(quoted(field) + " must be an integer >= " + std::to_string(minimum) +
+                      ", got " + value.dump());
+  }
+  return value.get<int64_t>();
+}
+
+int64_t integer_field(const nlohmann::json& object, const std::string& field, int64_t fallback,
+                      int64_t minimum) {
+  return object.contains(field) ? integer_value(object[field], field, minimum) : fallback;
+}
+
 }  // namespace
 
 Metadata parse_metadata(const std::string& json, const std::string& source) {
   Metadata metadata;
   try {
     const auto document = nlohmann::json::parse(json);
-    const int version = document.value("version", 0);
+    const int64_t version = integer_field(document, "version", 0, 0);
     if (version > kFormatVersion) {
       throw LoadError(source + " carries tsnative metadata format " + std::to_string(version) +
                       ", newer than this tsnative reads (" + std::to_string(kFormatVersion) + ")");
     }
     metadata.labels = document.value("labels", std::vector<std::string>{});
-    metadata.input_shape = document.value("input_shape", std::vector<int64_t>{});
+    const auto input_shape = document.value("input_shape", nlohmann::json::array());
+    if (!input_shape.is_array()) {
+      throw OptionError("'input_shape' must be a list of sizes, got " + input_shape.dump());
+    }
+    for (const auto& size : input_shape) {
+      metadata.input_shape.push_back(integer_value(size, "input_shape", 0));
+    }
     metadata.tsnative_version = document.value("tsnative_version", "");
     metadata.export_method = document.value("export_method", "");
     if (document.contains("preprocess") && !document["preprocess"].is_null()) {
       const auto& spec = document["preprocess"];
       Preprocess preprocess;
-      preprocess.resize = spec.value("resize", preprocess.resize);
-      preprocess.crop = spec.value("crop", preprocess.crop);
+      preprocess.resize = integer_field(spec, "resize", preprocess.resize, 0);
+      preprocess.crop = integer_field(spec, "crop", preprocess.crop, 0);
       preprocess.mean = spec.value("mean", preprocess.mean);
       preprocess.std = spec.value("std", preprocess.std);
       preprocess.color = parse_color_mode(spec.value("color", std::string("rgb")));

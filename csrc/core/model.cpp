@@ -9,9 +9,11 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <caffe2/serialize/file_adapter.h>
 #include <caffe2/serialize/in_memory_adapter.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include "core/archive_guard.h"
 #include "core/errors.h"
 #include "core/ivalues.h"
 #include "core/runtime.h"
@@ -147,9 +149,13 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
     throw LoadError("cannot load " + quoted(path) + ": " + problem +
                     (directory ? ", not a model file" : ""));
   }
-  return load_archive(path, quoted(path), device, options, [&](torch::jit::ExtraFilesMap& extra) {
-    return torch::jit::load(path, device, extra, /*load_debug_files=*/false);
-  });
+  std::shared_ptr<caffe2::serialize::ReadAdapterInterface> archive;
+  try {
+    archive = std::make_shared<caffe2::serialize::FileAdapter>(path);
+  } catch (const std::exception& e) {
+    throw LoadError("cannot load " + quoted(path) + ": " + first_line(e.what()));
+  }
+  return load_archive(path, quoted(path), device, options, archive);
 }
 
 std::shared_ptr<Model> Model::load_from_memory(const void* data, size_t size,
@@ -160,26 +166,27 @@ std::shared_ptr<Model> Model::load_from_memory(const void* data, size_t size,
   const std::string source = "the model in memory (" + std::to_string(size) + " bytes" +
                              (size == 0 ? "" : ", starting '" + first + "'") + ")";
   if (size == 0) throw LoadError("cannot load " + source + ": it is empty");
-  auto reader =
-      std::make_shared<caffe2::serialize::MemoryReadAdapter>(data, static_cast<off_t>(size));
-  return load_archive("", source, device, options, [&](torch::jit::ExtraFilesMap& extra) {
-    return torch::jit::load(reader, device, extra, /*load_debug_files=*/false);
-  });
+  return load_archive(
+      "", source, device, options,
+      std::make_shared<caffe2::serialize::MemoryReadAdapter>(data, static_cast<off_t>(size)));
 }
 
 std::shared_ptr<Model> Model::load_archive(
     const std::string& path, const std::string& source, const c10::Device& device,
     const LoadOptions& options,
-    const std::function<torch::jit::Module(torch::jit::ExtraFilesMap&)>& open) {
+    const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive) {
+  if (const auto problem = archive_problem(archive); !problem.empty()) {
+    throw LoadError(source + " is corrupt: " + problem);
+  }
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};
   try {
-    // `open` loads without the debug tables (code/*.debug_pkl): LibTorch unpickles them
+    // Loaded without the debug tables (code/*.debug_pkl): LibTorch unpickles them
     // lazily, while it describes a compile error, inside ErrorReport::what() -- which is
     // noexcept, so a corrupt table throwing there aborts the process (Python's torch.jit.load
     // dies the same way). All they add is the Python source lines of runtime tracebacks;
     // errors raised inside a model are located in the archive's own code/ files instead.
-    module = open(extra_files);
+    module = torch::jit::load(archive, device, extra_files, /*load_debug_files=*/false);
   } catch (const c10::Error& e) {
     throw LoadError(describe_load_failure(source, e.what_without_backtrace()));
   } catch (const std::exception& e) {

@@ -2,7 +2,6 @@
 // threads at once. load(path, options) -> run(method, args) -> outputs.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -11,6 +10,7 @@
 #include <ATen/core/function_schema.h>
 #include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
+#include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/csrc/jit/api/module.h>
 
 #include "core/metadata.h"
@@ -97,12 +97,12 @@ class Model {
 
   Model(std::string path, std::string source, c10::Device device, Variant variant,
         Metadata metadata);
-  // Opens the archive with `open` (which fills the extra files it is given) and does the rest
-  // of load(): metadata, variants, warm-up. `source` names the archive in messages.
+  // Checks and loads the archive `archive` reads (a file or memory), then does the rest of
+  // load(): metadata, variants, warm-up. `source` names the archive in messages.
   static std::shared_ptr<Model> load_archive(
       const std::string& path, const std::string& source, const c10::Device& device,
       const LoadOptions& options,
-      const std::function<torch::jit::Module(torch::jit::ExtraFilesMap&)>& open);
+      const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive);
   const Method& find(const std::string& method) const;
   // Calls `function` on `self` and `args` checked against `signature` (without self); `name`
   // ("forward", "Pair.swap") is how errors call it.

@@ -4,8 +4,10 @@
 #include <iterator>
 #include <vector>
 
+#include <caffe2/serialize/in_memory_adapter.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include "core/archive_guard.h"
 #include "core/errors.h"
 #include "core/script_object.h"
 
@@ -17,6 +19,10 @@ c10::IValue load_value(const std::string& path) {
   }
   std::ifstream file(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const auto problem = archive_problem(
+      std::make_shared<caffe2::serialize::MemoryReadAdapter>(bytes.data(), bytes.size()));
+  if (!problem.empty())
+    throw InputError("cannot read tensor file " + quoted(path) + ": " + problem);
   try {
     return torch::jit::pickle_load(bytes);
   } catch (const c10::Error& e) {

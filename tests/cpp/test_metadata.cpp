@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -135,9 +136,12 @@ TEST(MetadataJson, MalformedJsonIsALoadErrorNamingTheSource) {
   // Valid JSON with a field of the wrong type.
   EXPECT_TRUE(ThrowsWith<LoadError>([] { parse_metadata(R"({"labels": 5})", "'typed.pt'"); },
                                     {"'typed.pt'", "unreadable tsnative metadata"}));
-  EXPECT_TRUE(
-      ThrowsWith<LoadError>([] { parse_metadata(R"({"preprocess": {"crop": "big"}})", "'c.pt'"); },
-                            {"'c.pt'", "unreadable tsnative metadata"}));
+  EXPECT_TRUE(ThrowsWith<LoadError>(
+      [] { parse_metadata(R"({"preprocess": {"crop": "big"}})", "'c.pt'"); },
+      {"'c.pt'", "invalid tsnative metadata", R"('crop' must be an integer >= 0, got "big")"}));
+  EXPECT_TRUE(ThrowsWith<LoadError>(
+      [] { parse_metadata(R"({"input_shape": 5})", "'s.pt'"); },
+      {"'s.pt'", "invalid tsnative metadata", "'input_shape' must be a list of sizes, got 5"}));
 }
 
 TEST(MetadataJson, NewerFormatVersionIsALoadError) {
@@ -158,6 +162,30 @@ TEST(MetadataJson, InvalidPreprocessIsALoadError) {
   EXPECT_TRUE(ThrowsWith<LoadError>(
       [] { parse_metadata(R"({"preprocess": {"color": "sepia"}})", "'color.pt'"); },
       {"'color.pt'", "invalid tsnative metadata", "unknown colour mode 'sepia'"}));
+}
+
+// Found by fuzzing (tests/fuzz/regressions/metadata): nlohmann casts a JSON float to an
+// integer field, undefined behaviour for 1e82. Integer fields take JSON integers that fit.
+TEST(MetadataJson, IntegerFieldsRefuseFloatsHugeAndNegativeValues) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"input_shape": [1, 3, 1e82, 8]})", "'input_shape' must be an integer >= 0, got 1e+82"},
+      {R"({"input_shape": [1, 18446744073709551615]})", "got 18446744073709551615"},
+      {R"({"input_shape": [1, -3]})", "'input_shape' must be an integer >= 0, got -3"},
+      {R"({"input_shape": [2.5]})", "got 2.5"},
+      {R"({"version": 1e300})", "'version' must be an integer >= 0"},
+      {R"({"preprocess": {"resize": 1e20}})", "'resize' must be an integer >= 0, got 1e+20"},
+      {R"({"preprocess": {"crop": -1}})", "'crop' must be an integer >= 0, got -1"},
+      {R"({"preprocess": {"crop": true}})", "'crop' must be an integer >= 0, got true"},
+  };
+  for (const auto& [json, expected] : cases) {
+    const std::string& text = json;  // clang 14 lambdas cannot capture structured bindings
+    EXPECT_TRUE(ThrowsWith<LoadError>([&] { parse_metadata(text, "'fuzz.pt'"); },
+                                      {"'fuzz.pt' has invalid tsnative metadata", expected}))
+        << json;
+  }
+  EXPECT_EQ(
+      parse_metadata(R"({"input_shape": [1, 3, 0, 9223372036854775807]})", "'big.pt'").input_shape,
+      (std::vector<int64_t>{1, 3, 0, INT64_MAX}));
 }
 
 // --- Label files --------------------------------------------------------------------------
@@ -267,7 +295,8 @@ TEST_F(ModelMetadataTest, ToJsonOutputIsReadOnLoad) {
 TEST_F(ModelMetadataTest, ModelWithoutMetadataHasEmptyMetadata) {
   const std::string path = tmp_.file("plain.pt");
   make_linear_module().save(path);
-  const auto& metadata = Model::load(path)->metadata();
+  const auto model = Model::load(path);  // metadata() is the model's: keep it alive
+  const auto& metadata = model->metadata();
   EXPECT_TRUE(metadata.labels.empty());
   EXPECT_FALSE(metadata.preprocess.has_value());
   EXPECT_TRUE(metadata.input_shape.empty());

@@ -1,0 +1,137 @@
+"""Writes the fuzzers' seed corpora: small valid files of each kind the core reads.
+
+    python tests/fuzz/make_seeds.py OUT_DIR
+
+OUT_DIR/<harness>/ gets images (every PNG and JPEG variant the decoder has a branch for, each
+prefixed with the harness's choice byte), torch.save files, metadata JSON and label files
+taken from real exports, and TorchScript archives (plain, with submodules and methods, traced,
+with a TorchScript class). Everything is made here, from fixed seeds: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import tsnative
+from PIL import Image
+from torch import Tensor, nn
+
+
+def images() -> dict[str, bytes]:
+    generator = np.random.default_rng(0)
+    rgb = Image.fromarray(generator.integers(0, 256, (12, 9, 3), dtype=np.uint8))
+    variants = {
+        "rgb": rgb,
+        "l": rgb.convert("L"),
+        "rgba": rgb.convert("RGBA"),
+        "la": rgb.convert("LA"),
+        "p": rgb.convert("P"),
+        "1": rgb.convert("1"),
+        "i16": Image.fromarray(generator.integers(0, 65536, (7, 5), dtype=np.uint16)),
+        "cmyk": rgb.convert("CMYK"),
+    }
+    files = {}
+    for name, image in variants.items():
+        if name != "cmyk":
+            out = io.BytesIO()
+            image.save(out, "PNG", compress_level=9)
+            files[f"{name}.png"] = out.getvalue()
+        if name in ("rgb", "l", "cmyk"):
+            for progressive in (False, True):
+                out = io.BytesIO()
+                image.save(out, "JPEG", quality=80, progressive=progressive)
+                files[f"{name}{'_progressive' if progressive else ''}.jpg"] = out.getvalue()
+    return files
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.head = nn.Linear(2, 3)
+        self.scale = 0.5
+
+    @torch.jit.export
+    def embed(self, x: Tensor) -> Tensor:
+        return self.conv(x).mean((2, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.embed(x)) * self.scale
+
+
+@torch.jit.script
+class Box:
+    def __init__(self, value: Tensor) -> None:
+        self.value = value
+
+    def doubled(self) -> Tensor:
+        return self.value * 2
+
+
+class MakesBoxes(nn.Module):
+    def forward(self, x: Tensor) -> Box:
+        return Box(x)
+
+
+def models(directory: Path) -> dict[str, bytes]:
+    torch.manual_seed(0)
+    example = torch.rand(1, 3, 8, 8)
+    exported = directory / "exported.pt"
+    tsnative.export(
+        Small(), example, exported, labels=["a", "b", "c"], preprocess={"resize": 8, "crop": 8}
+    )
+    files = {"exported.pt": exported.read_bytes()}
+    for name, module in {
+        "scripted.pt": torch.jit.script(Small()),
+        "traced.pt": torch.jit.trace(nn.Sequential(nn.Linear(4, 2), nn.ReLU()), torch.rand(1, 4)),
+        "class.pt": torch.jit.script(MakesBoxes()),
+    }.items():
+        out = io.BytesIO()
+        torch.jit.save(module, out)
+        files[name] = out.getvalue()
+    return files
+
+
+def tensors() -> dict[str, bytes]:
+    files = {}
+    for name, value in {
+        "tensor.pt": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "tuple.pt": (torch.ones(2, dtype=torch.int64), torch.zeros(1, 2, dtype=torch.float16)),
+        "dict.pt": {"x": torch.rand(3), "y": torch.tensor([True, False])},
+        "list.pt": [torch.rand(2, 2), torch.tensor(3.0)],
+    }.items():
+        out = io.BytesIO()
+        torch.save(value, out)
+        files[name] = out.getvalue()
+    return files
+
+
+def write(directory: Path, files: dict[str, bytes], prefixes: tuple[bytes, ...] = (b"",)) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        for prefix in prefixes:
+            (directory / f"{prefix.hex()}{name}").write_bytes(prefix + data)
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    archives = models(out)
+    with zipfile.ZipFile(io.BytesIO(archives["exported.pt"])) as archive:
+        metadata = next(archive.read(n) for n in archive.namelist() if n.endswith("tsnative.json"))
+    # The choice byte: RGB with resize and crop, grayscale, no resize, no crop.
+    write(out / "image", images(), prefixes=(b"\x00", b"\x01", b"\x02", b"\x06"))
+    write(out / "model", archives)
+    write(out / "tensor_file", tensors())
+    write(out / "metadata", {"exported.json": metadata, "minimal.json": b"{}"})
+    write(out / "labels", {"three.txt": b"a\nb\nc\n", "crlf.txt": b"cat\r\ndog\r\n"})
+    (out / "exported.pt").unlink()
+
+
+if __name__ == "__main__":
+    main()
