@@ -2,11 +2,19 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
+#include <c10/util/Exception.h>
 #include <caffe2/serialize/inline_container.h>
+
+#include "core/errors.h"
 
 namespace tsnative {
 namespace {
+
+// Deflate's best ratio is 1032:1: no honest record inflates to more than that many times the
+// bytes that hold it.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 uint64_t little_endian(const unsigned char* bytes, size_t count) {
   uint64_t value = 0;
@@ -160,6 +168,32 @@ std::string archive_problem(
     reader.emplace(archive);
   } catch (const std::exception&) {
     return "";  // not an archive LibTorch opens: its loader explains
+  }
+  std::vector<std::string> names;
+  try {
+    names = reader->getAllRecords();
+  } catch (const c10::Error& e) {
+    // LibTorch's loaders would read such an archive by name, never listing it: refused, since
+    // the records that cannot be listed cannot be checked either.
+    return "its zip directory is not that of a PyTorch archive (" +
+           first_line(e.what_without_backtrace()) + ")";
+  }
+  const uint64_t archive_size = archive->size();
+  for (const auto& name : names) {
+    try {
+      // A deflated record (torch.jit.save deflates code/) is inflated into a buffer of the
+      // size the zip directory declares: 889 MB for 24 bytes took 3.7 GB (found by fuzzing).
+      const uint64_t size = reader->getRecordSize(name);
+      const uint64_t offset = reader->getRecordOffset(name);
+      const uint64_t held = offset < archive_size ? archive_size - offset : 0;
+      if (size / kMaxDeflateRatio > held) {
+        return "its record '" + name + "' declares " + std::to_string(size) +
+               " bytes, more than deflate can fit in the " + std::to_string(held) +
+               " bytes after it";
+      }
+    } catch (const std::exception&) {
+      // a record LibTorch cannot locate: its loader explains, if it needs it
+    }
   }
   // The pickles LibTorch's loaders read: a TorchScript module and its constants, or the value
   // torch.save wrote (code/*.debug_pkl is never read).

@@ -1,8 +1,9 @@
-// Checks the pickles of a PyTorch zip archive (a TorchScript model, or a tensor file written by
-// torch.save) before LibTorch reads them. Its unpickler allocates and zero-fills the length a
-// pickle declares for a string, then reads: a 2 KB file declaring a 4 GB string took 4 GB of
-// memory, and one storing memo entry 1.7 billion asked for 27 GB (both found by fuzzing).
-// Everything else about a corrupt archive is left to LibTorch.
+// Checks a PyTorch zip archive (a TorchScript model, or a tensor file written by torch.save)
+// before LibTorch reads it, for what would make LibTorch allocate far more than the file
+// holds: it allocates what a file declares, then reads. Found by fuzzing: a pickle declaring a
+// 4 GB string in a 2 KB file (4 GB allocated and zeroed), one storing memo entry 1.7 billion
+// (27 GB asked for), a deflated record of 24 bytes declaring 889 MB (3.7 GB used). Everything
+// else about a corrupt archive is left to LibTorch to report.
 #pragma once
 
 #include <cstddef>
@@ -19,8 +20,11 @@ namespace tsnative {
 // pickle at all: the unpickler reports those).
 std::string pickle_problem(const char* pickle, size_t size);
 
-// The same for every pickle in the archive, named by its record. "" if the archive is safe to
-// hand to LibTorch, or is not a zip archive that LibTorch can open (its loader then says so).
+// The same for the pickles LibTorch reads (data.pkl, constants.pkl), named by their record;
+// also a record whose declared size could not come from the bytes after it even deflated, and
+// a zip directory that LibTorch cannot list (a record outside the archive's folder). "" if the
+// archive is safe to hand to LibTorch, or is not a zip archive that LibTorch can open at all
+// (its loader then says so).
 std::string archive_problem(
     const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive);
 

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include <caffe2/serialize/in_memory_adapter.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include "core/archive_guard.h"
@@ -19,12 +21,18 @@ c10::IValue load_value(const std::string& path) {
   }
   std::ifstream file(path, std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  const auto problem = archive_problem(
-      std::make_shared<caffe2::serialize::MemoryReadAdapter>(bytes.data(), bytes.size()));
-  if (!problem.empty())
+  // Read through MemoryReadAdapter, which stops at the end of the bytes, not pickle_load: its
+  // reader copies whatever range a corrupt zip directory asks for (a segfault, found by
+  // fuzzing). Otherwise what pickle_load does.
+  const auto archive = std::make_shared<caffe2::serialize::MemoryReadAdapter>(
+      bytes.data(), static_cast<off_t>(bytes.size()));
+  if (const auto problem = archive_problem(archive); !problem.empty()) {
     throw InputError("cannot read tensor file " + quoted(path) + ": " + problem);
+  }
   try {
-    return torch::jit::pickle_load(bytes);
+    caffe2::serialize::PyTorchStreamReader reader(archive);
+    return torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
+                                             std::nullopt, std::nullopt, std::nullopt, reader);
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
     throw InputError(

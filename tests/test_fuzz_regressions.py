@@ -1,0 +1,57 @@
+"""Every model and tensor file a fuzzer once broke tsnative with (tests/fuzz/regressions) gets
+a clear error from the release build too, without a memory bomb: exit 1 and one line from
+ts-infer, ModelLoadError (under 1 GB peak) or InputError from Python, in a subprocess each (a
+crash is one failed test, not a dead pytest). The sanitizer build replays the same files
+under ASan + UBSan (make test-sanitize)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import run_cli
+
+REGRESSIONS = Path(__file__).parent / "fuzz" / "regressions"
+
+
+def _files(harness: str) -> list[Path]:
+    return sorted((REGRESSIONS / harness).iterdir())
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.parametrize("path", _files("model"), ids=lambda path: path.name)
+def test_model_regressions_are_load_errors(path: Path, ts_infer: Path) -> None:
+    code, _, stderr = run_cli(ts_infer, path, "--shape", "1,3,8,8")
+    assert code == 1, stderr
+    assert stderr.startswith("ts-infer: error: ") and stderr.count("\n") == 1
+    result = _python(
+        "import resource, tsnative\n"
+        f"try:\n    tsnative.load({str(path)!r})\n"
+        "except tsnative.ModelLoadError as e:\n    print(e)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    message, peak_mib = result.stdout.strip().splitlines()
+    assert message == stderr.removeprefix("ts-infer: error: ").strip()
+    # Some of these files once made LibTorch allocate 3.7 to 27 GB; a load takes ~250 MiB.
+    assert int(peak_mib) < 1000, f"peak RSS {peak_mib} MiB"
+
+
+@pytest.mark.parametrize("path", _files("tensor_file"), ids=lambda path: path.name)
+def test_tensor_file_regressions_are_input_errors(
+    path: Path, ts_infer: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "relu.pt"
+    torch.jit.script(torch.nn.ReLU()).save(str(model))
+    code, _, stderr = run_cli(ts_infer, model, "--input", path)
+    assert code == 1, stderr
+    assert stderr.startswith(f"ts-infer: error: cannot read tensor file '{path}'")
+    assert stderr.count("\n") == 1
