@@ -41,6 +41,7 @@ struct Options {
   int64_t k = 5;
   std::string method = "forward";
   std::optional<int> threads;
+  std::vector<std::string> libraries;
   tsnative::LoadOptions load;
   bool json = false;
   std::string save_output;
@@ -88,6 +89,10 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option("--device", options.load.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", options.threads, "Intra-op threads (LibTorch's default if unset)")
       ->check(kAtLeastOne);
+  app.add_option("--load-library", options.libraries,
+                 "A shared library registering TorchScript operators the model calls "
+                 "(TORCH_LIBRARY); repeat for several, loaded in order before the model")
+      ->type_name("FILE");
   app.add_option("--method", options.method, "Model method to run")->capture_default_str();
   app.add_option(
          "--optimize", options.optimize,
@@ -251,6 +256,7 @@ std::pair<double, double> time_repeats(const tsnative::Model& model, const Optio
 
 int run(const Options& options) {
   if (options.threads) tsnative::set_num_threads(*options.threads);
+  for (const auto& library : options.libraries) tsnative::load_library(library);
   auto load_options = options.load;
   load_options.optimize = tsnative::parse_optimize_level(options.optimize);
   if (!options.images.empty()) {

@@ -44,6 +44,18 @@ std::string describe_load_failure(const std::string& source, const std::string& 
            " is not a TorchScript archive: it holds no TorchScript code (saved with torch.save "
            "instead of torch.jit.save / torch.jit.script(...).save?)";
   }
+  // A model calling an operator from a library nobody loaded: LibTorch only calls it unknown.
+  const std::string unknown_op = "Unknown builtin op: ";
+  if (const auto at = message.find(unknown_op); at != std::string::npos) {
+    const auto start = at + unknown_op.size();
+    std::string op = message.substr(start, message.find_first_of(" \n", start) - start);
+    if (!op.empty() && op.back() == '.') op.pop_back();
+    if (op.rfind("aten::", 0) != 0 && op.rfind("prim::", 0) != 0) {
+      return "cannot load " + source + ": it calls the operator " + op +
+             ", which no loaded library registers: load the library that defines it first "
+             "(tsnative.load_library(path), ts-infer --load-library FILE)";
+    }
+  }
   std::string cause = first_line(message);
   // c10's "[enforce fail at inline_container.cc:215] . " names LibTorch's source, not the file.
   if (cause.rfind("[enforce fail at ", 0) == 0 && contains(cause, "] . ")) {

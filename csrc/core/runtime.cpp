@@ -1,5 +1,9 @@
 #include "core/runtime.h"
 
+#include <dlfcn.h>
+
+#include <filesystem>
+
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -56,6 +60,26 @@ void set_num_interop_threads(int n) {
 int num_threads() { return at::get_num_threads(); }
 
 bool cuda_available() { return torch::cuda::is_available(); }
+
+void load_library(const std::string& path) {
+  const std::string what = "cannot load the operator library " + quoted(path);
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw LoadError(what + ": " + problem);
+  }
+  // An absolute path, so that dlopen loads this file rather than searching its paths for the
+  // name; RTLD_GLOBAL as torch.ops.load_library, for libraries that depend on each other.
+  const std::string absolute = std::filesystem::absolute(path).string();
+  void* handle = nullptr;
+  try {
+    handle = dlopen(absolute.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  } catch (const c10::Error& e) {  // thrown by a registration in its static initializers
+    throw LoadError(what + ": " + first_line(e.what_without_backtrace()));
+  }
+  if (handle == nullptr) {
+    const char* reason = dlerror();
+    throw LoadError(what + ": " + (reason ? reason : "dlopen failed"));
+  }
+}
 
 std::string torch_version() { return TORCH_VERSION; }
 

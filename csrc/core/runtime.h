@@ -25,6 +25,12 @@ int num_threads();
 // Whether this build of LibTorch can use CUDA on this machine.
 bool cuda_available();
 
+// Loads a shared library that registers TorchScript operators (TORCH_LIBRARY), as Python's
+// torch.ops.load_library does: load it before a model that calls them. Its operators stay
+// registered for the life of the process. Throws LoadError with the loader's reason (missing,
+// not a shared object, an undefined symbol, an operator registered twice).
+void load_library(const std::string& path);
+
 // The LibTorch version tsnative was compiled against, e.g. "2.13.0".
 std::string torch_version();
 

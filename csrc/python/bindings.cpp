@@ -418,6 +418,7 @@ void bind_images(py::module_& m) {
 void bind_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("set_num_interop_threads", &set_num_interop_threads, py::arg("n"));
+  m.def("load_library", &load_library, py::arg("path"), py::call_guard<py::gil_scoped_release>());
   m.def("cpu_has_native_bf16", &cpu_has_native_bf16);
   m.def("get_num_threads", &num_threads);
   m.def("cuda_available", &cuda_available);

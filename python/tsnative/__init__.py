@@ -32,7 +32,7 @@ from ._C import (
 )
 from .export import ExportError, export
 from .images import Classification, Prediction, classify, decode_image, load_image
-from .module import Module, clear_cache, infer, load
+from .module import Module, clear_cache, infer, load, load_library
 
 __all__ = [
     "ArgumentError",
@@ -55,6 +55,7 @@ __all__ = [
     "infer",
     "load",
     "load_image",
+    "load_library",
     "set_num_interop_threads",
     "set_num_threads",
 ]

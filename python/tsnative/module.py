@@ -118,6 +118,16 @@ Optimize = Literal["none", "exact", "fast", "bf16"]
 Source = PathLike | bytes | bytearray | memoryview | BinaryIO
 
 
+def load_library(path: str | os.PathLike[str]) -> None:
+    """Loads a shared library that registers TorchScript operators (C++ ``TORCH_LIBRARY``),
+    as ``torch.ops.load_library`` does: call it before loading a model that uses them.
+
+    The operators stay registered for the life of the process. Raises ModelLoadError with the
+    loader's reason (missing file, not a shared object, undefined symbol, ...).
+    """
+    _C.load_library(os.fspath(path))
+
+
 def load(
     source: Source,
     device: str = "cpu",
