@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV)/bin)
 STAMPS := $(VENV)/.stamps
 BUILD_DIR := build/python
-SOURCES := $(shell find csrc python tests/cpp -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python tests/cpp cmake -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
 CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
 .PHONY: setup demo test test-compat test-sanitize fuzz sanitize-build test-cpp test-python lint \

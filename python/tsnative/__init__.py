@@ -5,6 +5,8 @@ probabilities, indices = tsnative.load("model.pt").topk(x, k=5)
 y = tsnative.infer("model.pt", x)
 """
 
+import os
+
 import torch  # loads libtorch, which the compiled extension links against
 
 from ._build_info import TORCH_VERSION as _BUILT_AGAINST
@@ -34,6 +36,10 @@ from .export import ExportError, export
 from .images import Classification, Prediction, classify, decode_image, load_image
 from .module import Module, clear_cache, infer, load, load_library
 
+#: Where CMake finds the C++ API (find_package(tsnative CONFIG) -> tsnative::core), to pass in
+#: CMAKE_PREFIX_PATH beside torch.utils.cmake_prefix_path.
+cmake_prefix_path = os.path.join(os.path.dirname(__file__), "share", "cmake")
+
 __all__ = [
     "ArgumentError",
     "Classification",
@@ -47,6 +53,7 @@ __all__ = [
     "__version__",
     "classify",
     "clear_cache",
+    "cmake_prefix_path",
     "cpu_has_native_bf16",
     "cuda_available",
     "decode_image",
