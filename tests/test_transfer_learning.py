@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
-import transfer_learning  # noqa: E402
+import transfer_learning
 
 ACCURACY_FLOOR = 0.90
 
