@@ -1,0 +1,128 @@
+"""tsnative.ray on a local Ray instance (2 CPUs, no network): a folder of generated images,
+one of them unreadable, classified by actors; every row must equal ts-infer --json's line for
+the same file (the same core), errors included, with 1 and 2 actors, and as Parquet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow
+import pyarrow.parquet
+import pytest
+import ray
+import tsnative
+import tsnative.ray
+from conftest import Classifier
+from helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("ray_photos")
+    for i in range(6):  # 30 images in all, over several batches
+        for photo in sorted(photo_dir.iterdir()):
+            shutil.copy(photo, directory / f"{i}_{photo.name}")
+    (directory / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return directory
+
+
+def _expected(ts_infer: Path, model: Path, folder: Path) -> list[dict[str, Any]]:
+    code, stdout, _ = run_cli(ts_infer, model, folder, "--json", "-k", "3")
+    assert code == 1  # the broken file
+    rows = []
+    for line in stdout.splitlines():
+        record = json.loads(line)
+        predictions = record.get("predictions", [])
+        rows.append(
+            {
+                "path": record["path"],
+                "indices": [p["index"] for p in predictions],
+                "probabilities": [p["probability"] for p in predictions],
+                "labels": [p["label"] for p in predictions],
+                "error": record.get("error"),
+            }
+        )
+    return sorted(rows, key=lambda row: row["path"])
+
+
+def _rows(table: pyarrow.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=lambda row: row["path"])
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_rows_equal_ts_infer(
+    local_ray: None,
+    ts_infer: Path,
+    tiny_classifier: Classifier,
+    folder: Path,
+    concurrency: int,
+) -> None:
+    dataset = tsnative.ray.classify(
+        tiny_classifier.path, folder, k=3, batch_size=8, concurrency=concurrency
+    )
+    blocks = ray.get(dataset.materialize().to_arrow_refs())
+    rows = _rows(pyarrow.concat_tables(blocks))
+    assert len(rows) == 31
+    assert rows == _expected(ts_infer, tiny_classifier.path, folder)
+    broken = next(row for row in rows if row["path"].endswith("broken.png"))
+    assert "broken.png" in broken["error"] and broken["indices"] == []
+
+
+def test_parquet_output(
+    local_ray: None, ts_infer: Path, tiny_classifier: Classifier, folder: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "preds"
+    assert tsnative.ray.classify(tiny_classifier.path, folder, output=output, k=3) is None
+    table = pyarrow.parquet.read_table(output)
+    assert table.schema.field("error").type == pyarrow.string()
+    assert _rows(table) == _expected(ts_infer, tiny_classifier.path, folder)
+    with pytest.raises(FileExistsError, match="is not empty: pass overwrite=True"):
+        tsnative.ray.classify(tiny_classifier.path, folder, output=output)
+    tsnative.ray.classify(tiny_classifier.path, folder, output=output, overwrite=True, k=3)
+    rewritten = pyarrow.parquet.read_table(output)
+    assert _rows(rewritten) == _rows(table)  # replaced, not appended
+
+
+def test_no_images_is_an_input_error(local_ray: None, tiny_classifier: Classifier, tmp_path: Path):
+    with pytest.raises(tsnative.InputError, match="no JPEG or PNG images found"):
+        tsnative.ray.classify(tiny_classifier.path, tmp_path)
+
+
+def test_threads_per_actor_must_be_positive(tiny_classifier: Classifier, folder: Path) -> None:
+    with pytest.raises(ValueError, match="threads_per_actor must be at least 1"):
+        tsnative.ray.classify(tiny_classifier.path, folder, threads_per_actor=0)
+
+
+def test_the_predictor_sets_its_own_threads(tiny_classifier: Classifier) -> None:
+    before = tsnative.get_num_threads()
+    try:
+        tsnative.ray.Predictor(tiny_classifier.path, threads=1)
+        assert tsnative.get_num_threads() == 1
+    finally:
+        tsnative.set_num_threads(before)
+
+
+def test_without_ray_the_error_names_the_extra() -> None:
+    code = (
+        "import sys\nsys.modules['ray'] = None  # as if Ray were not installed\n"
+        "try:\n    import tsnative.ray\nexcept ImportError as e:\n    print(e)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == (
+        "tsnative.ray needs Ray Data, which is not installed: pip install 'tsnative[ray]' "
+        "(or pip install 'ray[data]')"
+    )
