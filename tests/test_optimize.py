@@ -197,7 +197,17 @@ def test_cli_optimize_and_repeat(saved_models: SavedModels, ts_infer: Path, leve
     assert report["first_forward_ms"] > 0
     with torch.no_grad():
         logits = saved_models.eager("resnet18")(torch.ones(1, 3, 224, 224))
-    assert report["indices"] == eager_topk(logits, 5)[1].tolist()
+    expected_probabilities, expected_indices = eager_topk(logits, 5)
+    if chosen in ("exact", "none"):  # float32
+        assert report["indices"] == expected_indices.tolist()
+    else:
+        # bfloat16 may swap classes whose eager probabilities nearly tie (a random-weight
+        # ResNet on --ones: all near 1/1000, neighbours ~1% apart): the best class holds, and
+        # every class shown has an eager probability within 2% of eager's fifth.
+        eager = torch.softmax(logits, -1)[0]
+        assert report["indices"][0][0] == expected_indices[0][0].item()
+        floor = 0.98 * expected_probabilities[0][4].item()
+        assert all(eager[index].item() >= floor for index in report["indices"][0]), report
 
 
 @pytest.mark.parametrize(
