@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pty
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,14 @@ def eager_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 def is_logits(output: Any) -> bool:
     """Whether top-k applies to an output: one floating tensor with at least one dimension."""
     return isinstance(output, torch.Tensor) and output.is_floating_point() and output.dim() >= 1
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs `code` in a fresh Python (this one's interpreter): for checks that must not share
+    the test process (a crash, registered operators, peak memory)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def run_cli(

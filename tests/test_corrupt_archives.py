@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import tsnative
-from helpers import run_cli
+from helpers import run_cli, run_python
 from torch import Tensor, nn
 
 
@@ -63,12 +62,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def _unknown_op(code: bytes) -> bytes:
     return code.replace(b"torch.relu", b"torch.nosuchop")
 
@@ -86,7 +79,7 @@ def test_compile_error_beside_a_corrupt_debug_table_is_a_load_error(
         f"cannot load '{path}': its TorchScript code does not compile (is the archive "
         "corrupt?): Unknown builtin op: aten::nosuchop."
     )
-    result = _python(f"import tsnative; tsnative.load({str(path)!r})")
+    result = run_python(f"import tsnative; tsnative.load({str(path)!r})")
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == f"tsnative.ModelLoadError: {expected}"
 
@@ -98,7 +91,7 @@ def test_compile_error_beside_a_corrupt_debug_table_is_a_load_error(
 def test_the_regression_archive_aborts_torch_itself(saved: Path, tmp_path: Path) -> None:
     """The control: without tsnative, LibTorch dies on the archive the test above loads."""
     path = _corrupt(saved, tmp_path / "opcode_0.pt", "opcode_0", _unknown_op)
-    result = _python(f"import torch; torch.jit.load({str(path)!r})")
+    result = run_python(f"import torch; torch.jit.load({str(path)!r})")
     assert result.returncode == -signal.SIGABRT, (result.returncode, result.stderr[-500:])
     assert "Unknown opcode for unpickling" in result.stderr
 
@@ -151,7 +144,7 @@ def _peak_growth_mib(code: str) -> tuple[subprocess.CompletedProcess[str], float
         "    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "    print((after - before) / 1024, file=sys.stderr)\n"
     )
-    result = _python(measure)
+    result = run_python(measure)
     return result, float(result.stderr.strip().splitlines()[-1])
 
 

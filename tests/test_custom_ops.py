@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, run_python
 from torch import Tensor
 
 SOURCE = Path(__file__).parent / "custom_op" / "twice_plus.cpp"
@@ -74,14 +73,8 @@ def model(library: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def test_without_the_library_the_error_names_the_operator(model: Path, ts_infer: Path) -> None:
-    result = _python(
+    result = run_python(
         f"import tsnative\ntry:\n    tsnative.load({str(model)!r})\n"
         "except tsnative.ModelLoadError as e:\n    print(e)\n"
     )
@@ -91,7 +84,7 @@ def test_without_the_library_the_error_names_the_operator(model: Path, ts_infer:
 
 
 def test_with_the_library_it_runs_like_eager(library: Path, model: Path) -> None:
-    result = _python(
+    result = run_python(
         "import torch, tsnative\n"
         f"tsnative.load_library({str(library)!r})\n"
         f"native = tsnative.load({str(model)!r})\n"
@@ -148,7 +141,7 @@ def test_a_library_that_cannot_load_is_a_clear_error(
     ts_infer: Path, model: Path, tmp_path: Path, make, reason: str
 ) -> None:
     path = make(tmp_path)
-    result = _python(
+    result = run_python(
         f"import tsnative\ntry:\n    tsnative.load_library({str(path)!r})\n"
         "except tsnative.ModelLoadError as e:\n    print(e)\n"
     )

@@ -6,13 +6,11 @@ replays the same files under ASan + UBSan (make test-sanitize)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, run_python
 
 REGRESSIONS = Path(__file__).parent / "fuzz" / "regressions"
 
@@ -21,18 +19,12 @@ def _files(harness: str) -> list[Path]:
     return sorted((REGRESSIONS / harness).iterdir())
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.mark.parametrize("path", _files("model"), ids=lambda path: path.name)
 def test_model_regressions_are_load_errors(path: Path, ts_infer: Path) -> None:
     code, _, stderr = run_cli(ts_infer, path, "--shape", "1,3,8,8")
     assert code == 1, stderr
     assert stderr.startswith("ts-infer: error: ") and stderr.count("\n") == 1
-    result = _python(
+    result = run_python(
         "import resource, tsnative\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f"try:\n    tsnative.load({str(path)!r})\n"
