@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import ray
 import tsnative
 import tsnative.ray
 from conftest import Classifier
-from helpers import run_cli
+from helpers import run_cli, run_python
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +117,7 @@ def test_without_ray_the_error_names_the_extra() -> None:
         "import sys\nsys.modules['ray'] = None  # as if Ray were not installed\n"
         "try:\n    import tsnative.ray\nexcept ImportError as e:\n    print(e)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    result = run_python(code)
     assert result.stdout.strip() == (
         "tsnative.ray needs Ray Data, which is not installed: pip install 'tsnative[ray]' "
         "(or pip install 'ray[data]')"
