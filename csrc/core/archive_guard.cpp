@@ -129,9 +129,8 @@ std::string pickle_problem(const char* pickle, size_t size) {
         if (argument.bytes > left) return "";  // cut short: the unpickler says so, cheaply
         // LONG_BINPUT: the unpickler grows its memo table to the index (16 bytes an entry).
         // Honest pickles number memo entries from 0, so an index needs as many opcodes first.
-        if (opcode == 'r' && little_endian(bytes + at, 4) > size) {
-          return "its pickled data stores memo entry " +
-                 std::to_string(little_endian(bytes + at, 4)) + " at offset " +
+        if (const uint64_t index = opcode == 'r' ? little_endian(bytes + at, 4) : 0; index > size) {
+          return "its pickled data stores memo entry " + std::to_string(index) + " at offset " +
                  std::to_string(start) + ", more entries than its " + std::to_string(size) +
                  " bytes can number";
         }
