@@ -41,7 +41,11 @@ for harness in "${harnesses[@]}"; do
   if [ "$status" -ne 0 ]; then
     failed=1
     summary+=("$(printf '%-12s FAILED (exit %d): see %s' "$harness" "$status" "$log")")
-    grep -E "^==[0-9]+==ERROR|runtime error|deadly signal|Test unit written" "$log" | head -5 || true
+    # The report and its stack, so that a CI log alone tells where it failed.
+    awk '/^==[0-9]+==ERROR|runtime error:|terminate called/ {on = 1}
+         on && n < 40 {print; n++}
+         /^SUMMARY:/ {on = 0}' "$log"
+    grep -E "Test unit written" "$log" | head -1 || true
   else
     summary+=("$(printf '%-12s %10s executions  %6s/s  corpus %s files' "$harness" \
       "${runs:-?}" "${rate:-?}" "$(find "$corpus" -type f | wc -l)")")

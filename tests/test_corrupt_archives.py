@@ -189,3 +189,107 @@ def test_a_tensor_file_declaring_a_4gb_string_is_refused_without_allocating_it(
     assert stderr.startswith(f"ts-infer: error: cannot read tensor file '{path}': its record ")
     assert f"declares {HUGE} bytes" in stderr
     assert stderr.count("\n") == 1
+
+
+# --- storages that the pickles declare larger than the archive holds -------------------------
+# LibTorch's unpickler trusts a storage's declared size: found by fuzzing, a model whose data/3
+# record held 0 bytes for 3 floats segfaulted on its first call. tsnative checks it, for models
+# and tensor files; a tensor's view past its (declared) storage LibTorch checks itself.
+
+OFFSET = torch.tensor([1.0, 2.0, 3.0, 4.0])  # captured by the trace: a constant (constants.pkl)
+
+
+class LinearPlusConstant(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)  # weight: data/0 (16 floats), bias: data/1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) + OFFSET
+
+
+@pytest.fixture(scope="module")
+def with_constant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("storages") / "linear_plus_constant.pt"
+    torch.jit.trace(LinearPlusConstant().eval(), torch.ones(2, 4)).save(str(path))
+    with zipfile.ZipFile(path) as archive:
+        assert any(name.endswith("/constants/0") for name in archive.namelist())
+    return path
+
+
+def _load_error_in_a_subprocess(path: Path) -> str:
+    """The ModelLoadError loading `path` and calling it raises, from a fresh interpreter (a
+    segfault is then a failed test, not a dead pytest)."""
+    result = run_python(
+        f"import torch, tsnative\ntry:\n    tsnative.load({str(path)!r})(torch.ones(2, 4))\n"
+        "except tsnative.ModelLoadError as e:\n    print(e)\n"
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("record", "kept", "declared"),
+    [("data/0", 0, "16 elements of 4 bytes"), ("constants/0", 12, "4 elements of 4 bytes")],
+)
+def test_a_storage_record_cut_short_is_refused(
+    with_constant: Path, tmp_path: Path, ts_infer: Path, record: str, kept: int, declared: str
+) -> None:
+    path = _rewrite(
+        with_constant,
+        tmp_path / "short_storage.pt",
+        lambda name, data: data[:kept] if name.endswith("/" + record) else data,
+    )
+    pickle = record.split("/")[0] + ".pkl"
+    expected = (
+        f"'{path}' is corrupt: its record '{pickle}' declares a storage of {declared} in "
+        f"'{record}', which holds {kept} bytes"
+    )
+    assert _load_error_in_a_subprocess(path) == expected
+    code, _, stderr = run_cli(ts_infer, path, "--shape", "2", "4")
+    assert (code, stderr) == (1, f"ts-infer: error: {expected}\n")
+
+
+def _move_the_first_tensor_past_its_storage(data: bytes) -> bytes:
+    """data.pkl with the first tensor's storage offset (BININT1 0 after its storage's
+    BINPERSID, BINPUT) made 16: the 4x4 weight then reaches 128 bytes into its 64."""
+    at = data.index(b"Q", data.index(b"storage"))
+    assert data[at + 1 : at + 1 + 1] == b"q" and data[at + 3 : at + 5] == b"K\x00"
+    return data[: at + 3] + b"K\x10" + data[at + 5 :]
+
+
+def test_a_tensor_reaching_past_its_storage_is_refused(
+    with_constant: Path, tmp_path: Path, ts_infer: Path
+) -> None:
+    path = _rewrite(
+        with_constant,
+        tmp_path / "offset_past_storage.pt",
+        lambda name, data: (
+            _move_the_first_tensor_past_its_storage(data) if name.endswith("/data.pkl") else data
+        ),
+    )
+    expected = (
+        f"cannot load '{path}': Tensor: sizes 4 4, strides 4 1, storage offset 16 and itemsize 4 "
+        "require a storage of at least 128 bytes, but storage only has 64 bytes"
+    )
+    assert _load_error_in_a_subprocess(path) == expected
+    code, _, stderr = run_cli(ts_infer, path, "--shape", "2", "4")
+    assert (code, stderr) == (1, f"ts-infer: error: {expected}\n")
+
+
+def test_a_tensor_file_with_a_storage_cut_short_is_refused(
+    tmp_path: Path, with_constant: Path, ts_infer: Path
+) -> None:
+    original = tmp_path / "x.pt"
+    torch.save(torch.ones(2, 4), original)
+    path = _rewrite(
+        original,
+        tmp_path / "short.pt",
+        lambda name, data: data[:4] if name.endswith("/data/0") else data,
+    )
+    code, _, stderr = run_cli(ts_infer, with_constant, "--input", path)
+    assert (code, stderr) == (
+        1,
+        f"ts-infer: error: cannot read tensor file '{path}': its record 'data.pkl' declares a "
+        "storage of 8 elements of 4 bytes in 'data/0', which holds 4 bytes\n",
+    )

@@ -199,12 +199,12 @@ std::shared_ptr<Model> Model::load_archive(
     // dies the same way). All they add is the Python source lines of runtime tracebacks;
     // errors raised inside a model are located in the archive's own code/ files instead.
     module = torch::jit::load(archive, device, extra_files, /*load_debug_files=*/false);
+    module.eval();  // throws for a module type without `training` (a corrupt archive)
   } catch (const c10::Error& e) {
     throw LoadError(describe_load_failure(source, e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw LoadError(describe_load_failure(source, e.what()));
   }
-  module.eval();
   const auto& metadata_json = extra_files[kMetadataFile];
   const auto metadata = metadata_json.empty() ? Metadata{} : parse_metadata(metadata_json, source);
 

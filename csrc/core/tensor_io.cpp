@@ -29,10 +29,11 @@ c10::IValue load_value(const std::string& path) {
   if (const auto problem = archive_problem(archive); !problem.empty()) {
     throw InputError("cannot read tensor file " + quoted(path) + ": " + problem);
   }
+  c10::IValue value;
   try {
     caffe2::serialize::PyTorchStreamReader reader(archive);
-    return torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
-                                             std::nullopt, std::nullopt, std::nullopt, reader);
+    value = torch::jit::readArchiveAndTensors("data", /*pickle_prefix=*/"", /*tensor_prefix=*/"",
+                                              std::nullopt, std::nullopt, std::nullopt, reader);
   } catch (const c10::Error& e) {
     const std::string message = e.what_without_backtrace();
     throw InputError(
@@ -42,6 +43,7 @@ c10::IValue load_value(const std::string& path) {
     throw InputError("cannot read tensor file '" + path +
                      "' (expected a tensor written by torch.save): " + e.what());
   }
+  return value;
 }
 
 void save_value(const std::string& path, const c10::IValue& value) {

@@ -66,6 +66,38 @@ TEST(PickleProblem, WhatIsNotAPickleIsLeftToTheUnpickler) {
   EXPECT_EQ(problem_of("X\x01\x00"s), "");              // a length cut short
 }
 
+// The storages a pickle declares, as LibTorch's unpickler would read them: persistent ids
+// ('storage', class, key, location, numel) built from literals or from memo entries.
+TEST(StorageDeclarations, FindsEachPersistentIdWithItsClassAndSize) {
+  using namespace std::string_literals;
+  const std::string pickle =
+      "\x80\x02(X\x07\x00\x00\x00storageq\x00"
+      "ctorch\nFloatStorage\nq\x01X\x01\x00\x00\x00"
+      "0X\x03\x00\x00\x00"
+      "cpuq\x02K\x03tQ"  // the first id, its parts memoized
+      "(h\x00"
+      "ctorch\nLongStorage\nX\x02\x00\x00\x00"
+      "12h\x02J\x00\x00\x01\x00tQ"  // the second: BINGET 'storage', BINGET 'cpu', 65536
+      "\x86."s;                     // TUPLE2 of the two, STOP
+  const auto storages = tsnative::storage_declarations(pickle.data(), pickle.size());
+  ASSERT_EQ(storages.size(), 2u);
+  EXPECT_EQ(storages[0].key, "0");
+  EXPECT_EQ(storages[0].numel, 3);
+  EXPECT_EQ(storages[0].itemsize, 4u);
+  EXPECT_EQ(storages[1].key, "12");
+  EXPECT_EQ(storages[1].numel, 65536);
+  EXPECT_EQ(storages[1].itemsize, 8u);
+}
+
+TEST(StorageDeclarations, StopsWhereTheStackCannotBeFollowed) {
+  using namespace std::string_literals;
+  EXPECT_TRUE(tsnative::storage_declarations("tQ."s.data(), 3).empty());  // TUPLE without MARK
+  EXPECT_TRUE(tsnative::storage_declarations("Q"s.data(), 1).empty());    // nothing to pop
+  // A tuple that is not a storage id is not one.
+  const auto other = "(X\x01\x00\x00\x00xK\x01tQ."s;
+  EXPECT_TRUE(tsnative::storage_declarations(other.data(), other.size()).empty());
+}
+
 class ArchiveProblemTest : public tsnative_test::TempDirTest {};
 
 TEST_F(ArchiveProblemTest, ASavedModuleHasNone) {
