@@ -208,6 +208,41 @@ class Embedder(nn.Module):
         return self.fc(self.embedding(tokens).mean(1))
 
 
+class TokenClassifier(nn.Module):
+    """Shaped as a Hugging Face encoder: int64 token ids and attention mask in, int64 index
+    buffers (position_ids, token_type_ids) read with gather, the mask cast to the hidden dtype,
+    which tracing records as float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(60, 16)
+        self.positions = nn.Embedding(10, 16)
+        self.segments = nn.Embedding(2, 16)
+        self.register_buffer("position_ids", torch.arange(10).unsqueeze(0))
+        self.register_buffer("token_type_ids", torch.zeros(1, 10, dtype=torch.long))
+        self.qkv = nn.Linear(16, 48)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        batch, length = ids.shape[0], ids.shape[1]
+        positions = self.position_ids[:, :length].expand(batch, -1)
+        segments = torch.gather(self.token_type_ids.expand(batch, -1), 1, positions)
+        h = self.tokens(ids) + self.positions(positions) + self.segments(segments)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        bias = (1.0 - mask[:, None, :].to(h.dtype)) * -10000.0
+        scores = q @ k.transpose(1, 2) / 4.0 + bias
+        h = self.norm(h + torch.softmax(scores, dim=-1) @ v)
+        return self.head(h[:, 0])
+
+
+def _tokens_and_mask(batch: int) -> Inputs:
+    ids = torch.randint(0, 60, (batch, 9), generator=_generator(batch))
+    mask = torch.ones(batch, 9, dtype=torch.long)
+    mask[:, 6 + batch % 3 :] = 0  # padding at the end, as a tokenizer pads
+    return ids, mask
+
+
 def mlp_float64() -> nn.Module:
     return nn.Sequential(nn.Linear(12, 32), nn.Tanh(), nn.Linear(32, 9)).double()
 
@@ -306,6 +341,7 @@ ZOO: dict[str, ModelSpec] = {
             Embedder,
             batched(lambda n: (torch.randint(0, 50, (n, 7), generator=_generator(n)),)),
         ),
+        ModelSpec("token_classifier", TokenClassifier, batched(_tokens_and_mask)),
         ModelSpec(
             "mlp_float64",
             mlp_float64,

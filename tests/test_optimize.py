@@ -98,6 +98,24 @@ def test_bf16_keeps_the_top5(
     record_property("max_rel_error", error / expected.abs().max().item())
 
 
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_bf16_keeps_index_tensors_integral(saved_models: SavedModels, how: str) -> None:
+    """A Hugging Face-shaped encoder: its int64 index buffers stay int64 in the bfloat16
+    variants (gather and embedding need them so), and the float32 dtype a trace records
+    becomes bfloat16 there; both variants used to fail on the warm-up input."""
+    inputs = saved_models.inputs("token_classifier", "b4")
+    expected = saved_models.eager_output("token_classifier", "b4")
+    path = saved_models.path("token_classifier", how)
+    for level in ("bf16", "fast") if NATIVE_BF16 else ("bf16",):
+        module = tsnative.load(path, optimize=level, warmup_inputs=inputs)
+        assert "failed" not in module.optimization, module.optimization
+        assert f"{level} (bfloat16, frozen" in module.optimization, module.optimization
+        if level == "bf16":
+            actual = module(*inputs)
+            assert torch.equal(actual.argmax(1), expected.argmax(1))
+            assert_outputs_equal(actual, expected, exact=False, tolerances=BF16_TOLERANCES)
+
+
 def test_fast_picks_bf16_by_the_cpu_capability(saved_models: SavedModels) -> None:
     path = saved_models.path("cnn_bn_dropout")
     inputs = saved_models.inputs("cnn_bn_dropout", "b1")

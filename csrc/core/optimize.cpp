@@ -5,7 +5,9 @@
 #include <ATen/cpu/Utils.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/codegen/onednn/interface.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/pass_manager.h>
+#include <torch/csrc/jit/runtime/graph_iterator.h>
 
 #include "core/errors.h"
 
@@ -31,6 +33,39 @@ std::vector<std::string> preserved_methods(const std::vector<std::string>& metho
   return others;
 }
 
+// A traced model records the dtypes it saw as constants: `.to(torch.float32)`, `zeros(...,
+// dtype=torch.float32)`. In a bfloat16 variant those would make float32 tensors meet bfloat16
+// ones ("expected m1 and m2 to have the same dtype"), so there float32 means bfloat16 too, for
+// dtype arguments and for the graph's float32 tensor constants alike.
+void retarget_float32_to_bfloat16(torch::jit::Module& frozen) {
+  const auto float32 = static_cast<int64_t>(c10::ScalarType::Float);
+  const auto bfloat16 = static_cast<int64_t>(c10::ScalarType::BFloat16);
+  for (const auto& method : frozen.get_methods()) {
+    auto graph = method.graph();
+    torch::jit::DepthFirstGraphNodeIterator nodes(graph);
+    for (auto* node = nodes.next(); node != nullptr; node = nodes.next()) {
+      if (node->kind() == c10::prim::Constant && node->hasAttribute(c10::attr::value) &&
+          node->kindOf(c10::attr::value) == torch::jit::AttributeKind::t) {
+        const auto& tensor = node->t(c10::attr::value);
+        if (tensor.scalar_type() == c10::ScalarType::Float) {
+          node->t_(c10::attr::value, tensor.to(c10::ScalarType::BFloat16));
+          node->output()->inferTypeFrom(node->t(c10::attr::value));
+        }
+        continue;
+      }
+      const auto* schema = node->maybeSchema();
+      if (schema == nullptr) continue;
+      for (size_t i = 0; i < schema->arguments().size() && i < node->inputs().size(); ++i) {
+        if (schema->arguments()[i].name() != "dtype") continue;
+        const auto value = torch::jit::toIValue(node->input(i));
+        if (!value || !value->isInt() || value->toInt() != float32) continue;
+        torch::jit::WithInsertPoint here(node);
+        node->replaceInput(i, graph->insertConstant(bfloat16));
+      }
+    }
+  }
+}
+
 // The variants of one precision: frozen (weights inlined as constants, conv-bn folded), then
 // fused by oneDNN Graph or rewritten by PyTorch's inference passes. The two do not mix:
 // oneDNN Graph fails on graphs that optimize_for_inference has converted to MKLDNN ops.
@@ -42,14 +77,29 @@ std::vector<Variant> frozen_variants(const torch::jit::Module& module, c10::Scal
       level + (dtype == c10::ScalarType::BFloat16 ? " (bfloat16" : " (float32") + ", frozen, ";
   std::vector<Variant> variants;
   // Each variant freezes its own copy: optimize_for_inference rewrites the graph in place.
+  const auto freeze = [&]() {
+    auto frozen = torch::jit::freeze(module, preserved);
+    if (dtype == c10::ScalarType::BFloat16) retarget_float32_to_bfloat16(frozen);
+    return frozen;
+  };
   if (onednn_graph) {
-    variants.push_back(
-        {torch::jit::freeze(module, preserved), dtype, prefix + "oneDNN Graph fusion)", true});
+    variants.push_back({freeze(), dtype, prefix + "oneDNN Graph fusion)", true});
   }
-  auto frozen = torch::jit::freeze(module, preserved);
+  auto frozen = freeze();
   variants.push_back({torch::jit::optimize_for_inference(frozen, preserved), dtype,
                       prefix + "optimized for inference)"});
   return variants;
+}
+
+// Casts the floating-point parameters and buffers, as nn.Module.to(dtype) does in Python.
+// LibTorch's Module::to(dtype) casts them all, index buffers too (a BERT's position_ids), and
+// the model then fails in gather or embedding.
+void cast_floating_state(const torch::jit::Module& module, c10::ScalarType dtype) {
+  const auto cast = [dtype](const at::Tensor& tensor) {
+    if (tensor.is_floating_point()) tensor.set_data(tensor.to(dtype));
+  };
+  for (const auto& parameter : module.parameters()) cast(parameter);
+  for (const auto& buffer : module.buffers()) cast(buffer);
 }
 
 void append(std::vector<Variant>& to, std::vector<Variant> more) {
@@ -99,7 +149,7 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
   if (bf16) {
     try {
       auto half = module.clone();
-      half.to(c10::ScalarType::BFloat16);
+      cast_floating_state(half, c10::ScalarType::BFloat16);
       append(variants,
              frozen_variants(half, c10::ScalarType::BFloat16, name, onednn_graph, methods));
     } catch (const std::exception& e) {
