@@ -82,6 +82,7 @@ def test_bf16_keeps_the_top5(
     expected = saved_models.eager_output(name, case)
     assert is_logits(expected)
     module = _load(saved_models, name, "bf16", inputs)
+    actual = module(*inputs)  # without tensor-only inputs to warm up on, this call chooses
     if any(isinstance(x, torch.Tensor) and x.dtype == torch.float64 for x in inputs):
         # Only float32 arguments are cast to bfloat16: a float64 model's bfloat16 variants fail
         # on its float64 input, and the saved model runs instead, as the report says.
@@ -89,7 +90,6 @@ def test_bf16_keeps_the_top5(
         assert "failed on the warm-up input" in module.optimization
     else:
         assert module.optimization.startswith("bf16 (bfloat16, frozen"), module.optimization
-    actual = module(*inputs)
     assert actual.dtype == expected.dtype  # reduced precision stays inside the core
     assert torch.equal(eager_topk(actual, 5)[1], eager_topk(expected, 5)[1])
     assert_outputs_equal(actual, expected, exact=False, tolerances=BF16_TOLERANCES)
@@ -119,15 +119,40 @@ def test_bf16_keeps_index_tensors_integral(saved_models: SavedModels, how: str) 
 def test_fast_picks_bf16_by_the_cpu_capability(saved_models: SavedModels) -> None:
     path = saved_models.path("cnn_bn_dropout")
     inputs = saved_models.inputs("cnn_bn_dropout", "b1")
-    untimed = tsnative.load(path, optimize="fast").optimization  # the first candidate
+    untimed = tsnative.load(path, optimize="fast")
+    pending = untimed.optimization  # the candidates the first call will time
+    untimed(*inputs)
+    first_call = untimed.optimization
     timed = tsnative.load(path, optimize="fast", warmup_inputs=inputs).optimization
     if NATIVE_BF16:
-        assert untimed.startswith("fast (bfloat16, frozen"), untimed
-        assert "fast (bfloat16" in timed.split("[timed on the warm-up input:")[1], timed
+        assert pending.startswith("fast: the first call of forward times fast (bfloat16"), pending
+        for report, how in ((first_call, "the first call"), (timed, "the warm-up input")):
+            assert "fast (bfloat16" in report.split(f"[timed on {how}:")[1], report
     else:
-        assert untimed.startswith("exact (float32, frozen"), untimed
-        for report in (untimed, timed):
+        assert pending.startswith("fast: the first call of forward times exact (float32"), pending
+        for report in (pending, first_call, timed):
             assert "no native bfloat16" in report and "(bfloat16," not in report, report
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_without_warmup_inputs_the_first_call_chooses(
+    saved_models: SavedModels, level: str
+) -> None:
+    """The variants are timed on the first call's arguments (oneDNN Graph fusion among them),
+    so a model loaded without warm-up inputs runs as fast as one warmed up in load."""
+    inputs = saved_models.inputs("cnn_bn_dropout", "b4")
+    expected = saved_models.eager_output("cnn_bn_dropout", "b4")
+    module = tsnative.load(saved_models.path("cnn_bn_dropout"), optimize=level)
+    assert module.optimization.startswith(f"{level}: the first call of forward times ")
+    assert "oneDNN Graph fusion" in module.optimization
+    first = module(*inputs)
+    report = module.optimization
+    assert "[timed on the first call: " in report and "s to choose)" in report, report
+    assert not report.startswith(level + ":"), report  # a variant's name now
+    tolerances = OPTIMIZED_TOLERANCES if report.startswith("exact") else BF16_TOLERANCES
+    assert_outputs_equal(first, expected, exact=False, tolerances=tolerances)
+    assert torch.equal(module(*inputs), first)
+    assert module.optimization == report  # chosen once
 
 
 def test_exported_methods_survive_freezing(saved_models: SavedModels) -> None:

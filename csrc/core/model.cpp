@@ -213,25 +213,55 @@ std::shared_ptr<Model> Model::load_archive(
   std::vector<std::string> notes;
   const auto inputs = warmup_inputs(options, metadata);
   std::vector<Candidate> candidates;
-  const VariantContext context{device, cpu_has_native_bf16(), !inputs.empty()};
+  // oneDNN Graph variants fuse only if their first calls run in a fusion scope: those calls
+  // are the warm-up in load, or else the first call's timing rounds.
+  const VariantContext context{device, cpu_has_native_bf16(), /*warmed_up_in_scope=*/true};
   for (auto& variant : candidate_variants(module, options.optimize, context, method_names, notes)) {
     const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
-    candidates.push_back(
-        {std::shared_ptr<Model>(new Model(path, source, device, std::move(variant), metadata)),
-         onednn_graph, fallback_only});
+    candidates.push_back({make_runner(std::move(variant)), onednn_graph, fallback_only});
   }
-  auto chosen = candidates.front().model;
+  std::shared_ptr<Model> model(
+      new Model(path, source, device, metadata, candidates.front().runner));
   if (!inputs.empty()) {
-    chosen = choose_fastest(candidates, inputs, options, notes);
+    std::exception_ptr failure;
+    const auto* chosen =
+        model->choose_fastest(candidates, inputs, options.warmup_runs, "the warm-up input", notes,
+                              failure);
+    if (chosen == nullptr && !options.warmup_inputs.empty()) {
+      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+      try {
+        std::rethrow_exception(failure);
+      } catch (const InferenceError& e) {
+        throw InferenceError("warming up " + source + " failed: " + e.what());
+      }
+    }
+    auto runner = chosen != nullptr ? chosen->runner : candidates.front().runner;
+    for (const auto& note : notes) runner->optimization += "; " + note;
+    model->runner_ = runner;
+  } else if (candidates.size() > 1 && options.warmup_runs > 0) {
+    model->choice_ = std::make_unique<FirstCallChoice>();
+    model->choice_->candidates = std::move(candidates);
+    model->choice_->warmup_runs = options.warmup_runs;
+    std::string names;
+    for (const auto& candidate : model->choice_->candidates) {
+      if (candidate.fallback_only) continue;
+      names += (names.empty() ? "" : ", ") + candidate.runner->optimization;
+    }
+    model->choice_->description = std::string(optimize_level_name(options.optimize)) +
+                                  ": the first call of forward times " + names +
+                                  " on its input and keeps the fastest";
+    for (const auto& note : notes) model->choice_->description += "; " + note;
+    model->choice_->notes = std::move(notes);
+  } else {
+    for (const auto& note : notes) candidates.front().runner->optimization += "; " + note;
   }
-  for (const auto& note : notes) chosen->optimization_ += "; " + note;
-  return chosen;
+  return model;
 }
 
-std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
-                                             const std::vector<c10::IValue>& inputs,
-                                             const LoadOptions& options,
-                                             std::vector<std::string>& notes) {
+Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
+                                        const std::vector<c10::IValue>& inputs, int warmup_runs,
+                                        const std::string& how, std::vector<std::string>& notes,
+                                        std::exception_ptr& failure) const {
   std::vector<Candidate*> working;
   for (auto& candidate : candidates) {
     if (candidate.fallback_only && !working.empty()) continue;
@@ -239,26 +269,22 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
       // The profiling executor optimizes during these calls: fusion must be on for them.
       std::optional<OnednnGraphFusionScope> fusion;
       if (candidate.onednn_graph) fusion.emplace();
-      for (int i = 0; i < std::max(options.warmup_runs, 2); ++i) candidate.model->forward(inputs);
+      for (int i = 0; i < std::max(warmup_runs, 2); ++i) run_forward(*candidate.runner, inputs);
       working.push_back(&candidate);
     } catch (const InferenceError& e) {
-      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
-      const bool last_chance = &candidate == &candidates.back() && working.empty();
-      if (last_chance && !options.warmup_inputs.empty()) {
-        throw InferenceError("warming up " + candidate.model->source_ + " failed: " + e.what());
-      }
-      notes.push_back(candidate.model->optimization_ +
-                      " failed on the warm-up input: " + first_line(e.what()));
+      if (!failure) failure = std::current_exception();
+      notes.push_back(candidate.runner->optimization + " failed on " + how + ": " +
+                      first_line(e.what()));
     }
   }
-  if (working.empty()) return candidates.front().model;
-  if (working.size() == 1) return working.front()->model;  // warmed up; nothing to compare
+  if (working.empty()) return nullptr;
+  if (working.size() == 1) return working.front();  // warmed up; nothing to compare
   // Interleaved rounds, so that a noisy moment on the machine does not favour one candidate.
   constexpr int kTimedRounds = 5;
   for (int round = 0; round < kTimedRounds; ++round) {
     for (auto* candidate : working) {
       const auto start = std::chrono::steady_clock::now();
-      candidate->model->forward(inputs);
+      run_forward(*candidate->runner, inputs);
       candidate->times_ms.push_back(
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count());
@@ -270,12 +296,36 @@ std::shared_ptr<Model> Model::choose_fastest(std::vector<Candidate>& candidates,
     auto& times = candidate->times_ms;
     std::nth_element(times.begin(), times.begin() + kTimedRounds / 2, times.end());
     candidate->median_ms = times[kTimedRounds / 2];
-    timings += (timings.empty() ? "" : ", ") + candidate->model->optimization_ + " " +
+    timings += (timings.empty() ? "" : ", ") + candidate->runner->optimization + " " +
                c10::str(std::round(candidate->median_ms * 100) / 100) + " ms";
     if (fastest == nullptr || candidate->median_ms < fastest->median_ms) fastest = candidate;
   }
-  fastest->model->optimization_ += " [timed on the warm-up input: " + timings + "]";
-  return fastest->model;
+  fastest->runner->optimization += " [timed on " + how + ": " + timings + "]";
+  return fastest;
+}
+
+void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
+  auto& choice = *choice_;
+  auto notes = choice.notes;
+  std::exception_ptr failure;
+  const auto start = std::chrono::steady_clock::now();
+  const auto* chosen =
+      choose_fastest(choice.candidates, args, choice.warmup_runs, "the first call", notes, failure);
+  // Arguments no candidate runs are the caller's mistake: that call fails as it would without
+  // optimization, and the next call chooses again.
+  if (chosen == nullptr) std::rethrow_exception(failure);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto runner = chosen->runner;
+  runner->optimization += " (the first call took " + c10::str(std::round(seconds * 100) / 100) +
+                          " s to choose)";
+  for (const auto& note : notes) runner->optimization += "; " + note;
+  {
+    std::lock_guard<std::mutex> lock(runner_mutex_);
+    runner_ = runner;
+    choice.chosen = true;
+  }
+  choice.candidates.clear();  // the others' frozen copies of the weights are freed
 }
 
 std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
@@ -288,29 +338,45 @@ std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
   return {};
 }
 
-Model::Model(std::string path, std::string source, c10::Device device, Variant variant,
-             Metadata metadata)
+std::shared_ptr<Model::Runner> Model::make_runner(Variant variant) {
+  auto runner = std::make_shared<Runner>(Runner{std::move(variant.module), variant.input_dtype,
+                                                variant.as_saved, std::move(variant.name), {}});
+  for (const auto& method : runner->module.get_methods()) {
+    runner->functions.emplace(method.name(), &method.function());
+  }
+  return runner;
+}
+
+Model::Model(std::string path, std::string source, c10::Device device, Metadata metadata,
+             std::shared_ptr<Runner> runner)
     : path_(std::move(path)),
       source_(std::move(source)),
       device_(device),
-      module_(std::move(variant.module)),
-      as_saved_(variant.as_saved),
-      input_dtype_(variant.input_dtype),
-      optimization_(std::move(variant.name)),
-      metadata_(std::move(metadata)) {
-  for (const auto& method : module_.get_methods()) {
-    auto& function = method.function();
-    const auto& arguments = function.getSchema().arguments();
-    methods_.emplace(
-        method.name(),
-        Method{&function, function.getSchema().cloneWithArguments(
-                              std::vector<c10::Argument>(arguments.begin() + 1, arguments.end()))});
+      metadata_(std::move(metadata)),
+      runner_(std::move(runner)) {
+  for (const auto& method : runner_->module.get_methods()) {
+    const auto& schema = method.function().getSchema();
+    const auto& arguments = schema.arguments();
+    signatures_.emplace(method.name(),
+                        schema.cloneWithArguments(std::vector<c10::Argument>(
+                            arguments.begin() + std::min<size_t>(1, arguments.size()),
+                            arguments.end())));
   }
 }
 
-const Model::Method& Model::find(const std::string& method) const {
-  const auto found = methods_.find(method);
-  if (found == methods_.end()) {
+std::shared_ptr<const Model::Runner> Model::runner() const {
+  std::lock_guard<std::mutex> lock(runner_mutex_);
+  return runner_;
+}
+
+std::string Model::optimization() const {
+  std::lock_guard<std::mutex> lock(runner_mutex_);
+  return choice_ != nullptr && !choice_->chosen ? choice_->description : runner_->optimization;
+}
+
+const c10::FunctionSchema& Model::find(const std::string& method) const {
+  const auto found = signatures_.find(method);
+  if (found == signatures_.end()) {
     std::string known;
     for (const auto& name : methods()) {
       known += (known.empty() ? "" : ", ") + name;
@@ -321,35 +387,55 @@ const Model::Method& Model::find(const std::string& method) const {
 }
 
 c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args) const {
-  const Method& entry = find(method);
-  return invoke(*entry.function, entry.signature, module_._ivalue(), method, std::move(args));
+  const auto& signature = find(method);
+  if (choice_ != nullptr && method == "forward") {
+    std::call_once(choice_->once, [this, &args] { choose_on_first_call(args); });
+  }
+  const auto current = runner();
+  return invoke(*current, function_of(*current, method), signature, current->module._ivalue(),
+                method, std::move(args));
+}
+
+c10::IValue Model::run_forward(const Runner& runner, const std::vector<c10::IValue>& args) const {
+  return invoke(runner, function_of(runner, "forward"), find("forward"), runner.module._ivalue(),
+                "forward", args);
+}
+
+torch::jit::Function& Model::function_of(const Runner& runner, const std::string& method) const {
+  const auto found = runner.functions.find(method);
+  if (found == runner.functions.end()) {  // freezing keeps every method; a guard all the same
+    throw InferenceError(source_ + " has no method '" + method + "' in its variant " +
+                         runner.optimization);
+  }
+  return *found->second;
 }
 
 c10::IValue Model::run_object_method(const c10::intrusive_ptr<c10::ivalue::Object>& object,
                                      const std::string& method,
                                      std::vector<c10::IValue> args) const {
   const auto found = find_object_method(*object, method);
-  return invoke(*found.function, found.signature, object, object_type_name(*object) + "." + method,
-                std::move(args));
+  return invoke(*runner(), *found.function, found.signature, object,
+                object_type_name(*object) + "." + method, std::move(args));
 }
 
-c10::IValue Model::invoke(torch::jit::Function& function, const c10::FunctionSchema& signature,
-                          c10::IValue self, const std::string& name,
-                          std::vector<c10::IValue> args) const {
+c10::IValue Model::invoke(const Runner& runner, torch::jit::Function& function,
+                          const c10::FunctionSchema& signature, c10::IValue self,
+                          const std::string& name, std::vector<c10::IValue> args) const {
   try {
     signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
   } catch (const c10::Error& e) {
     throw ArgumentError(first_line(e.what_without_backtrace()));
   }
   args.insert(args.begin(), std::move(self));
+  const auto input_dtype = runner.input_dtype;
   // Tensors go to the model's device; float32 ones also to the variant's compute dtype.
-  const auto input_needs_conversion = [this](const at::Tensor& t) {
-    return t.device() != device_ || (t.scalar_type() == at::kFloat && input_dtype_ != at::kFloat);
+  const auto input_needs_conversion = [this, input_dtype](const at::Tensor& t) {
+    return t.device() != device_ || (t.scalar_type() == at::kFloat && input_dtype != at::kFloat);
   };
   for (auto& arg : args) {
     if (any_tensor(arg, input_needs_conversion)) {
-      arg = map_tensors(arg, [this](const at::Tensor& t) {
-        return t.to(device_, t.scalar_type() == at::kFloat ? input_dtype_ : t.scalar_type());
+      arg = map_tensors(arg, [this, input_dtype](const at::Tensor& t) {
+        return t.to(device_, t.scalar_type() == at::kFloat ? input_dtype : t.scalar_type());
       });
     }
   }
@@ -366,12 +452,12 @@ c10::IValue Model::invoke(torch::jit::Function& function, const c10::FunctionSch
   }
   // An output can be an input handed back as is; detach it so no result ever requires grad.
   // A reduced-precision variant hands back float32, as the saved model would.
-  const auto output_needs_conversion = [this](const at::Tensor& t) {
-    return t.requires_grad() || (t.scalar_type() == input_dtype_ && input_dtype_ != at::kFloat);
+  const auto output_needs_conversion = [input_dtype](const at::Tensor& t) {
+    return t.requires_grad() || (t.scalar_type() == input_dtype && input_dtype != at::kFloat);
   };
   if (any_tensor(output, output_needs_conversion)) {
-    output = map_tensors(output, [this](const at::Tensor& t) {
-      return t.scalar_type() == input_dtype_ && input_dtype_ != at::kFloat
+    output = map_tensors(output, [input_dtype](const at::Tensor& t) {
+      return t.scalar_type() == input_dtype && input_dtype != at::kFloat
                  ? t.detach().to(at::kFloat)
                  : t.detach();
     });
@@ -379,15 +465,15 @@ c10::IValue Model::invoke(torch::jit::Function& function, const c10::FunctionSch
   return output;
 }
 
-const torch::jit::Module& Model::saved_module(const char* what) const {
-  if (!as_saved_) {
-    const auto level = optimization_.substr(0, optimization_.find(' '));
+const torch::jit::Module& Model::saved_module(const Runner& runner, const char* what) const {
+  if (!runner.as_saved) {
+    const auto level = runner.optimization.substr(0, runner.optimization.find(' '));
     throw InferenceError(std::string(what) + " of " + source_ + " cannot be read: optimize='" +
                          level +
                          "' froze its weights into the graph; load it with optimize='none' to "
                          "read them");
   }
-  return module_;
+  return runner.module;
 }
 
 namespace {
@@ -403,16 +489,20 @@ std::vector<std::pair<std::string, at::Tensor>> detached(const Slots& slots) {
 }  // namespace
 
 std::vector<std::pair<std::string, at::Tensor>> Model::named_parameters() const {
-  return detached(saved_module("the parameters").named_parameters(/*recurse=*/true));
+  const auto current = runner();
+  return detached(saved_module(*current, "the parameters").named_parameters(/*recurse=*/true));
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
-  return detached(saved_module("the buffers").named_buffers(/*recurse=*/true));
+  const auto current = runner();
+  return detached(saved_module(*current, "the buffers").named_buffers(/*recurse=*/true));
 }
 
 std::vector<std::pair<std::string, c10::IValue>> Model::attributes() const {
+  const auto current = runner();
   std::vector<std::pair<std::string, c10::IValue>> values;
-  for (const auto& slot : saved_module("the attributes").named_attributes(/*recurse=*/true)) {
+  for (const auto& slot :
+       saved_module(*current, "the attributes").named_attributes(/*recurse=*/true)) {
     const auto& value = slot.value;
     const bool training =
         slot.name == "training" ||
@@ -429,17 +519,17 @@ c10::IValue Model::forward(std::vector<c10::IValue> args) const {
 
 std::vector<std::string> Model::methods() const {
   std::vector<std::string> names;
-  for (const auto& entry : methods_) {
+  for (const auto& entry : signatures_) {
     names.push_back(entry.first);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-bool Model::has_method(const std::string& method) const { return methods_.count(method) > 0; }
+bool Model::has_method(const std::string& method) const { return signatures_.count(method) > 0; }
 
 const c10::FunctionSchema& Model::signature(const std::string& method) const {
-  return find(method).signature;
+  return find(method);
 }
 
 }  // namespace tsnative

@@ -2,7 +2,9 @@
 // threads at once. load(path, options) -> run(method, args) -> outputs.
 #pragma once
 
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,8 +35,9 @@ struct LoadOptions {
 class Model {
  public:
   // Loads a TorchScript archive onto options.device, puts it in eval mode, applies
-  // options.optimize (choosing the fastest variant when there are warm-up inputs to time) and
-  // warms it up.
+  // options.optimize and warms it up. With several variants to choose from, the fastest on the
+  // warm-up inputs is kept; without warm-up inputs, the first call of forward times them on
+  // its arguments (that call takes longer) and keeps the fastest from then on.
   // Throws LoadError (missing file, not TorchScript, newer format, unavailable device)
   // or OptionError (malformed options).
   static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
@@ -81,8 +84,9 @@ class Model {
   // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const { return metadata_; }
 
-  // Which variant runs (see optimize.h), the timings that chose it, and any fallback notes.
-  const std::string& optimization() const { return optimization_; }
+  // Which variant runs (see optimize.h), the timings that chose it, and any fallback notes;
+  // before a first-call choice, the candidates it will time.
+  std::string optimization() const;
 
   const std::string& path() const { return path_; }  // "" for a model loaded from memory
   // How messages name the model: its quoted path, or what was loaded from memory.
@@ -90,52 +94,74 @@ class Model {
   const c10::Device& device() const { return device_; }
 
  private:
-  struct Method {
-    torch::jit::Function* function;
-    c10::FunctionSchema signature;  // without self
+  // One variant, ready to run: its module, its methods, the dtype its float inputs take.
+  struct Runner {
+    torch::jit::Module module;
+    c10::ScalarType input_dtype;
+    bool as_saved;  // module is the saved module, not a frozen copy
+    std::string optimization;
+    std::unordered_map<std::string, torch::jit::Function*> functions;
+  };
+  struct Candidate {
+    std::shared_ptr<Runner> runner;
+    bool onednn_graph;   // warmed up inside an OnednnGraphFusionScope
+    bool fallback_only;  // tried only if every candidate before it failed
+    std::vector<double> times_ms = {};
+    double median_ms = 0;
+  };
+  // Variants still to be timed, when load() had no input to time them on: the first call of
+  // forward times them on its arguments and keeps the fastest.
+  struct FirstCallChoice {
+    std::once_flag once;
+    std::vector<Candidate> candidates;
+    int warmup_runs;
+    std::vector<std::string> notes;
+    std::string description;  // optimization() until then
+    bool chosen = false;      // guarded by runner_mutex_
   };
 
-  Model(std::string path, std::string source, c10::Device device, Variant variant,
-        Metadata metadata);
+  Model(std::string path, std::string source, c10::Device device, Metadata metadata,
+        std::shared_ptr<Runner> runner);
+  static std::shared_ptr<Runner> make_runner(Variant variant);
   // Checks and loads the archive `archive` reads (a file or memory), then does the rest of
   // load(): metadata, variants, warm-up. `source` names the archive in messages.
   static std::shared_ptr<Model> load_archive(
       const std::string& path, const std::string& source, const c10::Device& device,
       const LoadOptions& options,
       const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive);
-  const Method& find(const std::string& method) const;
-  // Calls `function` on `self` and `args` checked against `signature` (without self); `name`
-  // ("forward", "Pair.swap") is how errors call it.
-  c10::IValue invoke(torch::jit::Function& function, const c10::FunctionSchema& signature,
-                     c10::IValue self, const std::string& name,
-                     std::vector<c10::IValue> args) const;
+  // The variant that runs now (the first candidate until a first-call choice is made).
+  std::shared_ptr<const Runner> runner() const;
+  const c10::FunctionSchema& find(const std::string& method) const;
+  // Calls `function` of `runner` on `self` and `args` checked against `signature` (without
+  // self); `name` ("forward", "Pair.swap") is how errors call it.
+  c10::IValue invoke(const Runner& runner, torch::jit::Function& function,
+                     const c10::FunctionSchema& signature, c10::IValue self,
+                     const std::string& name, std::vector<c10::IValue> args) const;
+  c10::IValue run_forward(const Runner& runner, const std::vector<c10::IValue>& args) const;
+  torch::jit::Function& function_of(const Runner& runner, const std::string& method) const;
   // The module as saved, for reading its weights; throws if freezing replaced them.
-  const torch::jit::Module& saved_module(const char* what) const;
+  const torch::jit::Module& saved_module(const Runner& runner, const char* what) const;
   static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,
                                                 const Metadata& metadata);
-  struct Candidate {
-    std::shared_ptr<Model> model;
-    bool onednn_graph;   // warmed up inside an OnednnGraphFusionScope
-    bool fallback_only;  // tried only if every candidate before it failed
-    std::vector<double> times_ms = {};
-    double median_ms = 0;
-  };
-  // Warms every candidate up on `inputs`, times them in interleaved rounds and returns the
-  // fastest, its optimization() saying the timings. Candidates that fail are noted and skipped.
-  static std::shared_ptr<Model> choose_fastest(std::vector<Candidate>& candidates,
-                                               const std::vector<c10::IValue>& inputs,
-                                               const LoadOptions& options,
-                                               std::vector<std::string>& notes);
+  // Warms every candidate up on `inputs` (warmup_runs calls, at least 2), times them in
+  // interleaved rounds and returns the fastest, its optimization saying the timings (`how`:
+  // "the warm-up input", "the first call"). Candidates that fail are noted and skipped; if
+  // all fail, returns nullptr with the first failure in `failure`.
+  Candidate* choose_fastest(std::vector<Candidate>& candidates,
+                            const std::vector<c10::IValue>& inputs, int warmup_runs,
+                            const std::string& how, std::vector<std::string>& notes,
+                            std::exception_ptr& failure) const;
+  // The first call of forward: chooses among choice_'s candidates on `args`.
+  void choose_on_first_call(const std::vector<c10::IValue>& args) const;
 
   std::string path_;
   std::string source_;  // how messages name the archive: the quoted path, or what was in memory
   c10::Device device_;
-  torch::jit::Module module_;
-  c10::ScalarType input_dtype_;  // float32 arguments are cast to this; outputs cast back
-  std::string optimization_;
-  bool as_saved_;  // module_ is the saved module, not a frozen copy
   Metadata metadata_;
-  std::unordered_map<std::string, Method> methods_;
+  std::unordered_map<std::string, c10::FunctionSchema> signatures_;  // without self
+  mutable std::mutex runner_mutex_;
+  mutable std::shared_ptr<const Runner> runner_;  // guarded by runner_mutex_
+  std::unique_ptr<FirstCallChoice> choice_;       // null once load() has chosen
 };
 
 }  // namespace tsnative

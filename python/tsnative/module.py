@@ -71,7 +71,9 @@ class Module:
 
     @property
     def optimization(self) -> str:
-        """Which variant runs (none / exact / fast), the timings that chose it, fallback notes."""
+        """Which variant runs (none / exact / fast / bf16), the timings that chose it, fallback
+        notes; before the first call of a model loaded without warm-up inputs, the candidates
+        that call will time."""
         return self._model.optimization
 
     @property
@@ -150,7 +152,9 @@ def load(
     tsnative.export have one implied) the model is warmed up inside load, the candidate
     variants (oneDNN Graph fusion among them, on CPU) are timed and the fastest kept: see
     `Module.optimization`. Fused kernels are built for the warm-up input's shapes; calls with
-    other shapes still work, unfused, so warm up with the batch size you will run.
+    other shapes still work, unfused, so warm up with the batch size you will run. Without
+    warm-up inputs, the first call of forward does this on its own arguments (it takes
+    seconds, as `Module.optimization` then says) and the fastest variant runs from then on.
 
     Raises ModelLoadError with the cause (missing file, not TorchScript, saved by a newer
     PyTorch, device unavailable) and ValueError for a malformed device or optimize level.

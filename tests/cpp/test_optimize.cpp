@@ -220,6 +220,59 @@ TEST_F(OptimizeTest, LoadTimesTheVariantsOnTheWarmupInputAndReportsIt) {
   EXPECT_TRUE(torch::equal(model->forward({x}).toTensor(), torch::tensor({{5.0f, 7.0f}})));
 }
 
+// Without warm-up inputs the first call of forward chooses; calls racing to be first wait for
+// that one choice, and every call returns the model's answer.
+TEST_F(OptimizeTest, WithoutWarmupInputsTheFirstCallChoosesOnceForAllThreads) {
+  tsnative::LoadOptions options;
+  options.optimize = OptimizeLevel::kExact;
+  const auto model = tsnative::Model::load(save_linear(tmp_), options);
+  const std::string pending = model->optimization();
+  EXPECT_EQ(pending.rfind("exact: the first call of forward times exact (float32, frozen, ", 0),
+            0u)
+      << pending;
+  const auto x = torch::tensor({{1.0f, 1.0f}});
+  std::vector<at::Tensor> outputs(4);
+  std::vector<std::thread> threads;
+  for (auto& output : outputs) {
+    threads.emplace_back([&model, &x, &output] { output = model->forward({x}).toTensor(); });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& output : outputs) {
+    EXPECT_TRUE(torch::equal(output, torch::tensor({{5.0f, 7.0f}})));
+  }
+  const std::string chosen = model->optimization();
+  EXPECT_EQ(chosen.rfind("exact (float32, frozen, ", 0) == 0 || chosen.rfind("none", 0) == 0, true)
+      << chosen;
+  const auto timed = chosen.find("[timed on the first call: ");
+  ASSERT_NE(timed, std::string::npos) << chosen;
+  EXPECT_EQ(chosen.find("[timed on", timed + 1), std::string::npos) << "chosen twice: " << chosen;
+  EXPECT_NE(chosen.find("s to choose)"), std::string::npos) << chosen;
+}
+
+// A first call no variant can run fails as it would unoptimized, and leaves the choice to the
+// next call.
+TEST_F(OptimizeTest, AFirstCallThatFailsLeavesTheChoiceToTheNext) {
+  tsnative::LoadOptions options;
+  options.optimize = OptimizeLevel::kExact;
+  const auto model = tsnative::Model::load(save_linear(tmp_), options);
+  const auto as_saved = tsnative::Model::load(save_linear(tmp_));
+  const auto wrong = torch::ones({2, 5});
+  std::string expected;
+  try {
+    as_saved->forward({wrong});
+  } catch (const tsnative::InferenceError& e) {
+    expected = e.what();
+  }
+  ASSERT_FALSE(expected.empty());
+  EXPECT_TRUE(ThrowsWith<tsnative::InferenceError>([&] { model->forward({wrong}); }, {expected}));
+  EXPECT_NE(model->optimization().find("the first call of forward times"), std::string::npos)
+      << model->optimization();
+  EXPECT_TRUE(torch::equal(model->forward({torch::tensor({{1.0f, 1.0f}})}).toTensor(),
+                           torch::tensor({{5.0f, 7.0f}})));
+  EXPECT_NE(model->optimization().find("[timed on the first call: "), std::string::npos)
+      << model->optimization();
+}
+
 TEST_F(OptimizeTest, LoadWithBf16ComputesInBfloat16AndHandsBackFloat32) {
   tsnative::LoadOptions options;
   options.optimize = OptimizeLevel::kBf16;
