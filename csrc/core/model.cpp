@@ -224,9 +224,8 @@ std::shared_ptr<Model> Model::load_archive(
       new Model(path, source, device, metadata, candidates.front().runner));
   if (!inputs.empty()) {
     std::exception_ptr failure;
-    const auto* chosen =
-        model->choose_fastest(candidates, inputs, options.warmup_runs, "the warm-up input", notes,
-                              failure);
+    const auto* chosen = model->choose_fastest(candidates, inputs, options.warmup_runs,
+                                               "the warm-up input", notes, failure);
     if (chosen == nullptr && !options.warmup_inputs.empty()) {
       // Inputs the caller gave must work; an input guessed from the metadata may not fit.
       try {
@@ -317,8 +316,8 @@ void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   auto runner = chosen->runner;
-  runner->optimization += " (the first call took " + c10::str(std::round(seconds * 100) / 100) +
-                          " s to choose)";
+  runner->optimization +=
+      " (the first call took " + c10::str(std::round(seconds * 100) / 100) + " s to choose)";
   for (const auto& note : notes) runner->optimization += "; " + note;
   {
     std::lock_guard<std::mutex> lock(runner_mutex_);
@@ -339,8 +338,11 @@ std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
 }
 
 std::shared_ptr<Model::Runner> Model::make_runner(Variant variant) {
-  auto runner = std::make_shared<Runner>(Runner{std::move(variant.module), variant.input_dtype,
-                                                variant.as_saved, std::move(variant.name), {}});
+  auto runner = std::make_shared<Runner>(Runner{std::move(variant.module),
+                                                variant.input_dtype,
+                                                variant.as_saved,
+                                                std::move(variant.name),
+                                                {}});
   for (const auto& method : runner->module.get_methods()) {
     runner->functions.emplace(method.name(), &method.function());
   }
@@ -357,10 +359,10 @@ Model::Model(std::string path, std::string source, c10::Device device, Metadata 
   for (const auto& method : runner_->module.get_methods()) {
     const auto& schema = method.function().getSchema();
     const auto& arguments = schema.arguments();
-    signatures_.emplace(method.name(),
-                        schema.cloneWithArguments(std::vector<c10::Argument>(
-                            arguments.begin() + std::min<size_t>(1, arguments.size()),
-                            arguments.end())));
+    signatures_.emplace(
+        method.name(),
+        schema.cloneWithArguments(std::vector<c10::Argument>(
+            arguments.begin() + std::min<size_t>(1, arguments.size()), arguments.end())));
   }
 }
 
@@ -457,9 +459,8 @@ c10::IValue Model::invoke(const Runner& runner, torch::jit::Function& function,
   };
   if (any_tensor(output, output_needs_conversion)) {
     output = map_tensors(output, [input_dtype](const at::Tensor& t) {
-      return t.scalar_type() == input_dtype && input_dtype != at::kFloat
-                 ? t.detach().to(at::kFloat)
-                 : t.detach();
+      return t.scalar_type() == input_dtype && input_dtype != at::kFloat ? t.detach().to(at::kFloat)
+                                                                         : t.detach();
     });
   }
   return output;

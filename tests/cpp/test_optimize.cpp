@@ -227,8 +227,7 @@ TEST_F(OptimizeTest, WithoutWarmupInputsTheFirstCallChoosesOnceForAllThreads) {
   options.optimize = OptimizeLevel::kExact;
   const auto model = tsnative::Model::load(save_linear(tmp_), options);
   const std::string pending = model->optimization();
-  EXPECT_EQ(pending.rfind("exact: the first call of forward times exact (float32, frozen, ", 0),
-            0u)
+  EXPECT_EQ(pending.rfind("exact: the first call of forward times exact (float32, frozen, ", 0), 0u)
       << pending;
   const auto x = torch::tensor({{1.0f, 1.0f}});
   std::vector<at::Tensor> outputs(4);
