@@ -3,6 +3,7 @@ image tests a folder of small photos with a tiny classifier exported for them.""
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
 from models import SavedModels  # noqa: E402  (needs EXAMPLES on sys.path)
+
+# No remembered choices (tsnative.load's cache_dir) in the tests, theirs or the user's: each
+# load that times its variants must time them. The cache's own tests give it a directory.
+# Set before any model loads, and inherited by the ts-infer processes the tests start.
+os.environ["TSNATIVE_CACHE_DIR"] = ""
 
 
 @pytest.fixture(scope="session")

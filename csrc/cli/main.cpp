@@ -101,6 +101,11 @@ void add_flags(CLI::App& app, Options& options) {
          "(emulated, slowly, where it has no native bf16)")
       ->check(CLI::IsMember(tsnative::optimize_level_names()))
       ->capture_default_str();
+  app.add_option("--cache-dir", options.load.choice_cache_dir,
+                 "Where the variant --optimize chose is remembered, so that the next run on the "
+                 "same model and input shapes skips the timing ('' remembers nothing; default: "
+                 "$TSNATIVE_CACHE_DIR, else ~/.cache/tsnative)")
+      ->type_name("DIR");
   app.add_option("--repeat", options.repeat,
                  "Run forward N more times and report the median and p90 latency")
       ->check(kAtLeastOne)

@@ -14,6 +14,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include "core/archive_guard.h"
+#include "core/choice_cache.h"
 #include "core/errors.h"
 #include "core/ivalues.h"
 #include "core/runtime.h"
@@ -212,20 +213,50 @@ std::shared_ptr<Model> Model::load_archive(
   for (const auto& method : module.get_methods()) method_names.push_back(method.name());
   std::vector<std::string> notes;
   const auto inputs = warmup_inputs(options, metadata);
-  std::vector<Candidate> candidates;
+  ChoiceCacheContext cache{options.choice_cache_dir.value_or(default_choice_cache_dir()), "",
+                           optimize_level_name(options.optimize)};
+  if (options.optimize != OptimizeLevel::kNone && !cache.dir.empty()) {
+    try {
+      cache.model_hash = archive_hash(*archive);
+    } catch (const std::exception&) {
+      // unreadable now: not remembered
+    }
+  }
   // oneDNN Graph variants fuse only if their first calls run in a fusion scope: those calls
   // are the warm-up in load, or else the first call's timing rounds.
-  const VariantContext context{device, cpu_has_native_bf16(), /*warmed_up_in_scope=*/true};
-  for (auto& variant : candidate_variants(module, options.optimize, context, method_names, notes)) {
-    const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
-    candidates.push_back({make_runner(std::move(variant)), onednn_graph, fallback_only});
+  VariantContext context{device, cpu_has_native_bf16(), /*warmed_up_in_scope=*/true};
+  const auto build = [&]() {
+    std::vector<Candidate> built;
+    std::vector<std::string> build_notes;
+    for (auto& variant :
+         candidate_variants(module, options.optimize, context, method_names, build_notes)) {
+      const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
+      built.push_back({make_runner(std::move(variant)), onednn_graph, fallback_only});
+    }
+    return std::make_pair(std::move(built), std::move(build_notes));
+  };
+  // A choice remembered for these inputs: only its variant is built (freezing the others
+  // would cost most of what the cache saves).
+  if (!inputs.empty() && !cache.model_hash.empty()) {
+    const auto key = choice_key(cache.model_hash, cache.level, device.str(), inputs);
+    if (const auto hit = cached_choice(cache.dir, key)) context.only_variant = hit->variant;
   }
+  auto [candidates, build_notes] = build();
+  const auto is_remembered = [&context](const Candidate& candidate) {
+    return candidate.runner->variant == context.only_variant;
+  };
+  if (!context.only_variant.empty() &&
+      std::none_of(candidates.begin(), candidates.end(), is_remembered)) {
+    context.only_variant.clear();  // a variant this build no longer makes: choose afresh
+    std::tie(candidates, build_notes) = build();
+  }
+  notes.insert(notes.end(), build_notes.begin(), build_notes.end());
   std::shared_ptr<Model> model(
       new Model(path, source, device, metadata, candidates.front().runner));
   if (!inputs.empty()) {
     std::exception_ptr failure;
-    const auto* chosen = model->choose_fastest(candidates, inputs, options.warmup_runs,
-                                               "the warm-up input", notes, failure);
+    const auto* chosen = model->choose(candidates, inputs, options.warmup_runs, "the warm-up input",
+                                       cache, notes, failure);
     if (chosen == nullptr && !options.warmup_inputs.empty()) {
       // Inputs the caller gave must work; an input guessed from the metadata may not fit.
       try {
@@ -241,6 +272,7 @@ std::shared_ptr<Model> Model::load_archive(
     model->choice_ = std::make_unique<FirstCallChoice>();
     model->choice_->candidates = std::move(candidates);
     model->choice_->warmup_runs = options.warmup_runs;
+    model->choice_->cache = cache;
     std::string names;
     for (const auto& candidate : model->choice_->candidates) {
       if (candidate.fallback_only) continue;
@@ -255,6 +287,47 @@ std::shared_ptr<Model> Model::load_archive(
     for (const auto& note : notes) candidates.front().runner->optimization += "; " + note;
   }
   return model;
+}
+
+Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
+                                const std::vector<c10::IValue>& inputs, int warmup_runs,
+                                const std::string& how, const ChoiceCacheContext& cache,
+                                std::vector<std::string>& notes,
+                                std::exception_ptr& failure) const {
+  if (cache.model_hash.empty() || candidates.size() < 2) {
+    return choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+  }
+  const auto key = choice_key(cache.model_hash, cache.level, device_.str(), inputs);
+  if (const auto hit = cached_choice(cache.dir, key)) {
+    const auto remembered = std::find_if(
+        candidates.begin(), candidates.end(),
+        [&hit](const Candidate& candidate) { return candidate.runner->variant == hit->variant; });
+    if (remembered != candidates.end()) {
+      // Warmed up alone; the others only if it fails (then noted, as any failure is).
+      std::rotate(candidates.begin(), remembered, remembered + 1);
+      for (auto other = candidates.begin() + 1; other != candidates.end(); ++other) {
+        other->fallback_only = true;
+      }
+      auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+      if (chosen == &candidates.front()) {
+        chosen->runner->optimization += " [remembered in " + cache.dir + ": " + hit->timings + "]";
+      }
+      return chosen;
+    }
+  }
+  auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+  if (chosen == nullptr) return nullptr;
+  // What choose_fastest appended: " [timed on ...: ...]" (nothing if one candidate worked).
+  const auto& report = chosen->runner->optimization;
+  const auto timed = report.find(" [timed on ", chosen->runner->variant.size());
+  if (timed != std::string::npos) {
+    const auto timings = report.substr(timed + 2, report.size() - timed - 3);
+    if (const auto why = remember_choice(cache.dir, key, {chosen->runner->variant, timings});
+        !why.empty()) {
+      notes.push_back("the choice is not remembered: " + why);
+    }
+  }
+  return chosen;
 }
 
 Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
@@ -308,8 +381,8 @@ void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
   auto notes = choice.notes;
   std::exception_ptr failure;
   const auto start = std::chrono::steady_clock::now();
-  const auto* chosen =
-      choose_fastest(choice.candidates, args, choice.warmup_runs, "the first call", notes, failure);
+  const auto* chosen = choose(choice.candidates, args, choice.warmup_runs, "the first call",
+                              choice.cache, notes, failure);
   // Arguments no candidate runs are the caller's mistake: that call fails as it would without
   // optimization, and the next call chooses again.
   if (chosen == nullptr) std::rethrow_exception(failure);
@@ -341,6 +414,7 @@ std::shared_ptr<Model::Runner> Model::make_runner(Variant variant) {
   auto runner = std::make_shared<Runner>(Runner{std::move(variant.module),
                                                 variant.input_dtype,
                                                 variant.as_saved,
+                                                variant.name,
                                                 std::move(variant.name),
                                                 {}});
   for (const auto& method : runner->module.get_methods()) {

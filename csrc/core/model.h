@@ -5,6 +5,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +31,10 @@ struct LoadOptions {
   // fastest. If empty, a random input of the metadata's input_shape is used for image models.
   std::vector<c10::IValue> warmup_inputs;
   int warmup_runs = 3;  // calls before timing; the profiling executor optimizes on the second
+  // Where the variant each optimize level chose is remembered, so that loading the same model
+  // for the same inputs again skips the timing (see choice_cache.h); "" remembers nothing.
+  // Unset: $TSNATIVE_CACHE_DIR, else $XDG_CACHE_HOME/tsnative, else ~/.cache/tsnative.
+  std::optional<std::string> choice_cache_dir;
 };
 
 class Model {
@@ -98,8 +103,9 @@ class Model {
   struct Runner {
     torch::jit::Module module;
     c10::ScalarType input_dtype;
-    bool as_saved;  // module is the saved module, not a frozen copy
-    std::string optimization;
+    bool as_saved;             // module is the saved module, not a frozen copy
+    std::string variant;       // its name, as optimize.h's candidate_variants gave it
+    std::string optimization;  // the name, then how it was chosen and any notes
     std::unordered_map<std::string, torch::jit::Function*> functions;
   };
   struct Candidate {
@@ -109,9 +115,16 @@ class Model {
     std::vector<double> times_ms = {};
     double median_ms = 0;
   };
+  // Where choices are remembered (see choice_cache.h): no model_hash, not remembered.
+  struct ChoiceCacheContext {
+    std::string dir;
+    std::string model_hash;
+    std::string level;
+  };
   // Variants still to be timed, when load() had no input to time them on: the first call of
   // forward times them on its arguments and keeps the fastest.
   struct FirstCallChoice {
+    ChoiceCacheContext cache;
     std::once_flag once;
     std::vector<Candidate> candidates;
     int warmup_runs;
@@ -151,6 +164,11 @@ class Model {
                             const std::vector<c10::IValue>& inputs, int warmup_runs,
                             const std::string& how, std::vector<std::string>& notes,
                             std::exception_ptr& failure) const;
+  // choose_fastest, unless `cache` remembers a choice for these inputs (then that candidate is
+  // only warmed up); a new choice is remembered.
+  Candidate* choose(std::vector<Candidate>& candidates, const std::vector<c10::IValue>& inputs,
+                    int warmup_runs, const std::string& how, const ChoiceCacheContext& cache,
+                    std::vector<std::string>& notes, std::exception_ptr& failure) const;
   // The first call of forward: chooses among choice_'s candidates on `args`.
   void choose_on_first_call(const std::vector<c10::IValue>& args) const;
 

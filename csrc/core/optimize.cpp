@@ -71,7 +71,8 @@ void retarget_float32_to_bfloat16(torch::jit::Module& frozen) {
 // oneDNN Graph fails on graphs that optimize_for_inference has converted to MKLDNN ops.
 std::vector<Variant> frozen_variants(const torch::jit::Module& module, c10::ScalarType dtype,
                                      const std::string& level, bool onednn_graph,
-                                     const std::vector<std::string>& methods) {
+                                     const std::vector<std::string>& methods,
+                                     const std::string& only) {
   const auto preserved = preserved_methods(methods);
   const std::string prefix =
       level + (dtype == c10::ScalarType::BFloat16 ? " (bfloat16" : " (float32") + ", frozen, ";
@@ -82,12 +83,14 @@ std::vector<Variant> frozen_variants(const torch::jit::Module& module, c10::Scal
     if (dtype == c10::ScalarType::BFloat16) retarget_float32_to_bfloat16(frozen);
     return frozen;
   };
-  if (onednn_graph) {
-    variants.push_back({freeze(), dtype, prefix + "oneDNN Graph fusion)", true});
+  const auto wanted = [&only](const std::string& name) { return only.empty() || only == name; };
+  if (const auto name = prefix + "oneDNN Graph fusion)"; onednn_graph && wanted(name)) {
+    variants.push_back({freeze(), dtype, name, true});
   }
-  auto frozen = freeze();
-  variants.push_back({torch::jit::optimize_for_inference(frozen, preserved), dtype,
-                      prefix + "optimized for inference)"});
+  if (const auto name = prefix + "optimized for inference)"; wanted(name)) {
+    auto frozen = freeze();
+    variants.push_back({torch::jit::optimize_for_inference(frozen, preserved), dtype, name});
+  }
   return variants;
 }
 
@@ -146,12 +149,16 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
         "float32 (optimize='bf16' runs bfloat16 anyway, emulated)");
     bf16 = false;
   }
-  if (bf16) {
+  // With a cached choice, only its precision is built (a name's prefix says which).
+  const auto wanted = [&context](const std::string& prefix) {
+    return context.only_variant.empty() || context.only_variant.rfind(prefix, 0) == 0;
+  };
+  if (bf16 && wanted(name + " (bfloat16")) {
     try {
       auto half = module.clone();
       cast_floating_state(half, c10::ScalarType::BFloat16);
-      append(variants,
-             frozen_variants(half, c10::ScalarType::BFloat16, name, onednn_graph, methods));
+      append(variants, frozen_variants(half, c10::ScalarType::BFloat16, name, onednn_graph, methods,
+                                       context.only_variant));
     } catch (const std::exception& e) {
       notes.push_back(
           name + ": bfloat16 conversion failed, " +
@@ -159,10 +166,11 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
           first_line(e.what()));
     }
   }
-  if (level == OptimizeLevel::kExact || level == OptimizeLevel::kFast) {
+  if ((level == OptimizeLevel::kExact || level == OptimizeLevel::kFast) &&
+      wanted("exact (float32")) {
     try {
-      append(variants,
-             frozen_variants(module, c10::ScalarType::Float, "exact", onednn_graph, methods));
+      append(variants, frozen_variants(module, c10::ScalarType::Float, "exact", onednn_graph,
+                                       methods, context.only_variant));
     } catch (const std::exception& e) {
       notes.push_back(std::string("exact: the model cannot be frozen, running it as saved: ") +
                       first_line(e.what()));

@@ -54,6 +54,9 @@ struct VariantContext {
   // oneDNN Graph variants are offered only if the caller runs their first calls in an
   // OnednnGraphFusionScope.
   bool warmed_up_in_scope = false;
+  // If set, only the variant of that name is built (the one a cached choice names), besides
+  // the saved module.
+  std::string only_variant;
 };
 
 // The variants worth trying for `level`, best guess first; the saved module ("none") is always

@@ -271,7 +271,8 @@ void bind_model(py::module_& m) {
           [](LoadOptions& options, const std::vector<at::Tensor>& inputs) {
             options.warmup_inputs.assign(inputs.begin(), inputs.end());
           })
-      .def_readwrite("warmup_runs", &LoadOptions::warmup_runs);
+      .def_readwrite("warmup_runs", &LoadOptions::warmup_runs)
+      .def_readwrite("choice_cache_dir", &LoadOptions::choice_cache_dir);
 
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
       .def_static(

@@ -72,6 +72,7 @@ class LoadOptions:
     optimize: str
     warmup_inputs: list[torch.Tensor] | None
     warmup_runs: int
+    choice_cache_dir: str | None
     def __init__(self) -> None: ...
 
 class ScriptObject:

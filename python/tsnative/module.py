@@ -136,6 +136,7 @@ def load(
     *,
     optimize: Optimize = "none",
     warmup_inputs: tuple[torch.Tensor, ...] | None = None,
+    cache_dir: PathLike | Literal[False] | None = None,
 ) -> Module:
     """Loads a TorchScript model onto ``device`` ("cpu", "cuda", "cuda:N").
 
@@ -156,6 +157,11 @@ def load(
     warm-up inputs, the first call of forward does this on its own arguments (it takes
     seconds, as `Module.optimization` then says) and the fastest variant runs from then on.
 
+    cache_dir: where each choice is remembered, so that loading the same model for inputs of
+    the same shapes again (in any process) builds and warms up only the remembered variant,
+    skipping the timing; None: $TSNATIVE_CACHE_DIR, else $XDG_CACHE_HOME/tsnative, else
+    ~/.cache/tsnative; False: remember nothing.
+
     Raises ModelLoadError with the cause (missing file, not TorchScript, saved by a newer
     PyTorch, device unavailable) and ValueError for a malformed device or optimize level.
     """
@@ -164,6 +170,8 @@ def load(
     options.optimize = optimize
     if warmup_inputs is not None:
         options.warmup_inputs = tuple(warmup_inputs)
+    if cache_dir is not None:
+        options.choice_cache_dir = "" if cache_dir is False else os.fspath(cache_dir)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return Module(_C.Model.load_from_memory(source, options))
     if hasattr(source, "read"):
