@@ -508,7 +508,11 @@ def tsnative_runners(case: Case) -> tuple[list[Runner], list[Row]]:
         name = f"tsnative {level} (Python)"
         start = time.perf_counter_ns()
         try:
-            module = tsnative.load(case.script_path, optimize=level, warmup_inputs=case.inputs)
+            # Chosen afresh in this run, not remembered from another (benchmarks/load_time.py
+            # measures the choice cache).
+            module = tsnative.load(
+                case.script_path, optimize=level, warmup_inputs=case.inputs, cache_dir=False
+            )
         except Exception as error:
             failures.append(Row(name, error=f"{type(error).__name__}: {first_line(str(error))}"))
             log(f"  tsnative.load optimize={level} failed: {error}")
@@ -562,7 +566,7 @@ def ts_infer_rows(
         output_path = work / f"output-{level}.pt"
         command = [str(ts_infer.path), str(case.script_path), *input_args, "--json"]
         command += ["--repeat", str(repeat), "--threads", str(settings.threads)]
-        command += ["--save-output", str(output_path), "--optimize", level]
+        command += ["--save-output", str(output_path), "--optimize", level, "--cache-dir", ""]
         log(f"  {name} --repeat {repeat}")
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
