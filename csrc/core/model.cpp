@@ -153,6 +153,22 @@ bool any_tensor(const c10::IValue& value, const Test& test) {
                    [&test](const c10::IValue& v) { return v.isTensor() && test(v.toTensor()); });
 }
 
+// The core's edge for loading: whatever LibTorch throws that the steps of a load did not turn
+// into a typed error (found by fuzzing: an allocation failure, uncaught in C++, an abort)
+// becomes a LoadError naming the file.
+template <typename Load>
+std::shared_ptr<Model> with_typed_errors(const std::string& source, const Load& load) {
+  try {
+    return load();
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw LoadError("cannot load " + source + ": " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw LoadError("cannot load " + source + ": " + first_line(e.what()));
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
@@ -168,7 +184,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   } catch (const std::exception& e) {
     throw LoadError("cannot load " + quoted(path) + ": " + first_line(e.what()));
   }
-  return load_archive(path, quoted(path), device, options, archive);
+  return with_typed_errors(
+      quoted(path), [&] { return load_archive(path, quoted(path), device, options, archive); });
 }
 
 std::shared_ptr<Model> Model::load_from_memory(const void* data, size_t size,
@@ -179,9 +196,11 @@ std::shared_ptr<Model> Model::load_from_memory(const void* data, size_t size,
   const std::string source = "the model in memory (" + std::to_string(size) + " bytes" +
                              (size == 0 ? "" : ", starting '" + first + "'") + ")";
   if (size == 0) throw LoadError("cannot load " + source + ": it is empty");
-  return load_archive(
-      "", source, device, options,
-      std::make_shared<caffe2::serialize::MemoryReadAdapter>(data, static_cast<off_t>(size)));
+  return with_typed_errors(source, [&] {
+    return load_archive(
+        "", source, device, options,
+        std::make_shared<caffe2::serialize::MemoryReadAdapter>(data, static_cast<off_t>(size)));
+  });
 }
 
 std::shared_ptr<Model> Model::load_archive(
@@ -212,7 +231,7 @@ std::shared_ptr<Model> Model::load_archive(
   std::vector<std::string> method_names;
   for (const auto& method : module.get_methods()) method_names.push_back(method.name());
   std::vector<std::string> notes;
-  const auto inputs = warmup_inputs(options, metadata);
+  const auto inputs = warmup_inputs(options, metadata, notes);
   ChoiceCacheContext cache{options.choice_cache_dir.value_or(default_choice_cache_dir()), "",
                            optimize_level_name(options.optimize)};
   if (options.optimize != OptimizeLevel::kNone && !cache.dir.empty()) {
@@ -400,14 +419,35 @@ void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
   choice.candidates.clear();  // the others' frozen copies of the weights are freed
 }
 
-std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options,
-                                              const Metadata& metadata) {
+std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options, const Metadata& metadata,
+                                              std::vector<std::string>& notes) {
   if (!options.warmup_inputs.empty() || options.warmup_runs < 1) return options.warmup_inputs;
   // An image model's input is a float batch of a known shape; other models need explicit inputs.
-  if (metadata.preprocess && !metadata.input_shape.empty()) {
-    return {at::rand(metadata.input_shape)};
+  if (!metadata.preprocess || metadata.input_shape.empty()) return {};
+  // The metadata's shape is a guess, not an input the caller chose: one too large to make (a
+  // corrupt file's, found by fuzzing: 120 GB, or more elements than an int64 counts) is not
+  // made, and the model is not warmed up.
+  constexpr uint64_t kMaxElements = uint64_t{1} << 26;  // 256 MiB of float32
+  uint64_t elements = 1;
+  bool overflow = false;
+  for (const auto size : metadata.input_shape) {
+    overflow |= __builtin_mul_overflow(elements, static_cast<uint64_t>(size), &elements);
   }
-  return {};
+  if (overflow || elements > kMaxElements) {
+    notes.push_back("not warmed up: the metadata's input_shape " +
+                    c10::str(c10::IntArrayRef(metadata.input_shape)) +
+                    " is larger than a warm-up input may be (" + std::to_string(kMaxElements) +
+                    " elements)");
+    return {};
+  }
+  try {
+    return {at::rand(metadata.input_shape)};
+  } catch (const std::exception& e) {
+    notes.push_back("not warmed up: no input of the metadata's input_shape " +
+                    c10::str(c10::IntArrayRef(metadata.input_shape)) +
+                    " could be made: " + first_line(e.what()));
+    return {};
+  }
 }
 
 std::shared_ptr<Model::Runner> Model::make_runner(Variant variant) {

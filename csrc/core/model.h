@@ -154,8 +154,11 @@ class Model {
   torch::jit::Function& function_of(const Runner& runner, const std::string& method) const;
   // The module as saved, for reading its weights; throws if freezing replaced them.
   const torch::jit::Module& saved_module(const Runner& runner, const char* what) const;
+  // The caller's warm-up inputs, or one made from the metadata's input_shape (if that is not
+  // absurdly large: else a note says so), or none.
   static std::vector<c10::IValue> warmup_inputs(const LoadOptions& options,
-                                                const Metadata& metadata);
+                                                const Metadata& metadata,
+                                                std::vector<std::string>& notes);
   // Warms every candidate up on `inputs` (warmup_runs calls, at least 2), times them in
   // interleaved rounds and returns the fastest, its optimization saying the timings (`how`:
   // "the warm-up input", "the first call"). Candidates that fail are noted and skipped; if
