@@ -508,7 +508,7 @@ def tsnative_runners(case: Case) -> tuple[list[Runner], list[Row]]:
         name = f"tsnative {level} (Python)"
         start = time.perf_counter_ns()
         try:
-            # Chosen afresh in this run, not remembered from another (benchmarks/load_time.py
+            # Chosen afresh in this run, not remembered from another (benchmarks/choice.py
             # measures the choice cache).
             module = tsnative.load(
                 case.script_path, optimize=level, warmup_inputs=case.inputs, cache_dir=False
