@@ -1,0 +1,126 @@
+// Model's choice among the variants of an optimize level: each warmed up and timed on an input
+// (the warm-up input in load, or the first call's arguments), the fastest kept, and the choice
+// remembered in the choice cache (choice_cache.h).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include "core/choice_cache.h"
+#include "core/errors.h"
+#include "core/model.h"
+
+namespace tsnative {
+
+Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
+                                const std::vector<c10::IValue>& inputs, int warmup_runs,
+                                const std::string& how, const ChoiceCacheContext& cache,
+                                std::vector<std::string>& notes,
+                                std::exception_ptr& failure) const {
+  if (cache.model_hash.empty() || candidates.size() < 2) {
+    return choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+  }
+  const auto key = choice_key(cache.model_hash, cache.level, device_.str(), inputs);
+  if (const auto hit = cached_choice(cache.dir, key)) {
+    const auto remembered = std::find_if(
+        candidates.begin(), candidates.end(),
+        [&hit](const Candidate& candidate) { return candidate.runner->variant == hit->variant; });
+    if (remembered != candidates.end()) {
+      // Warmed up alone; the others only if it fails (then noted, as any failure is).
+      std::rotate(candidates.begin(), remembered, remembered + 1);
+      for (auto other = candidates.begin() + 1; other != candidates.end(); ++other) {
+        other->fallback_only = true;
+      }
+      auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+      if (chosen == &candidates.front()) {
+        chosen->runner->optimization += " [remembered in " + cache.dir + ": " + hit->timings + "]";
+      }
+      return chosen;
+    }
+  }
+  auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
+  if (chosen == nullptr) return nullptr;
+  // What choose_fastest appended: " [timed on ...: ...]" (nothing if one candidate worked).
+  const auto& report = chosen->runner->optimization;
+  const auto timed = report.find(" [timed on ", chosen->runner->variant.size());
+  if (timed != std::string::npos) {
+    const auto timings = report.substr(timed + 2, report.size() - timed - 3);
+    if (const auto why = remember_choice(cache.dir, key, {chosen->runner->variant, timings});
+        !why.empty()) {
+      notes.push_back("the choice is not remembered: " + why);
+    }
+  }
+  return chosen;
+}
+
+Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
+                                        const std::vector<c10::IValue>& inputs, int warmup_runs,
+                                        const std::string& how, std::vector<std::string>& notes,
+                                        std::exception_ptr& failure) const {
+  std::vector<Candidate*> working;
+  for (auto& candidate : candidates) {
+    if (candidate.fallback_only && !working.empty()) continue;
+    try {
+      // The profiling executor optimizes during these calls: fusion must be on for them.
+      std::optional<OnednnGraphFusionScope> fusion;
+      if (candidate.onednn_graph) fusion.emplace();
+      for (int i = 0; i < std::max(warmup_runs, 2); ++i) run_forward(*candidate.runner, inputs);
+      working.push_back(&candidate);
+    } catch (const InferenceError& e) {
+      if (!failure) failure = std::current_exception();
+      notes.push_back(candidate.runner->optimization + " failed on " + how + ": " +
+                      first_line(e.what()));
+    }
+  }
+  if (working.empty()) return nullptr;
+  if (working.size() == 1) return working.front();  // warmed up; nothing to compare
+  // Interleaved rounds, so that a noisy moment on the machine does not favour one candidate.
+  constexpr int kTimedRounds = 5;
+  for (int round = 0; round < kTimedRounds; ++round) {
+    for (auto* candidate : working) {
+      const auto start = std::chrono::steady_clock::now();
+      run_forward(*candidate->runner, inputs);
+      candidate->times_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  }
+  std::string timings;
+  Candidate* fastest = nullptr;
+  for (auto* candidate : working) {
+    auto& times = candidate->times_ms;
+    std::nth_element(times.begin(), times.begin() + kTimedRounds / 2, times.end());
+    candidate->median_ms = times[kTimedRounds / 2];
+    timings += (timings.empty() ? "" : ", ") + candidate->runner->optimization + " " +
+               c10::str(std::round(candidate->median_ms * 100) / 100) + " ms";
+    if (fastest == nullptr || candidate->median_ms < fastest->median_ms) fastest = candidate;
+  }
+  fastest->runner->optimization += " [timed on " + how + ": " + timings + "]";
+  return fastest;
+}
+
+void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
+  auto& choice = *choice_;
+  auto notes = choice.notes;
+  std::exception_ptr failure;
+  const auto start = std::chrono::steady_clock::now();
+  const auto* chosen = choose(choice.candidates, args, choice.warmup_runs, "the first call",
+                              choice.cache, notes, failure);
+  // Arguments no candidate runs are the caller's mistake: that call fails as it would without
+  // optimization, and the next call chooses again.
+  if (chosen == nullptr) std::rethrow_exception(failure);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto runner = chosen->runner;
+  runner->optimization +=
+      " (the first call took " + c10::str(std::round(seconds * 100) / 100) + " s to choose)";
+  for (const auto& note : notes) runner->optimization += "; " + note;
+  {
+    std::lock_guard<std::mutex> lock(runner_mutex_);
+    runner_ = runner;
+    choice.chosen = true;
+  }
+  choice.candidates.clear();  // the others' frozen copies of the weights are freed
+}
+
+}  // namespace tsnative
