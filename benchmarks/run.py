@@ -173,6 +173,12 @@ def machine_info(settings: Settings) -> dict[str, Any]:
     flags = set(fields.get("flags", "").split())
     import onnxruntime
 
+    try:
+        import openvino
+
+        openvino_version = openvino.__version__.split("-")[0]
+    except ImportError:
+        openvino_version = "not installed"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -181,6 +187,7 @@ def machine_info(settings: Settings) -> dict[str, Any]:
         "torch": torch.__version__,
         "tsnative": tsnative.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino_version,
         "python": platform.python_version(),
         "threads": settings.threads,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -376,6 +383,7 @@ class Row:
     check: Check | None = None
     optimization: str = ""
     error: str = ""
+    reduced_precision: bool = False  # computes below float32 (tsnative fast, OpenVINO's bf16)
 
 
 @dataclass
@@ -465,6 +473,38 @@ def ort_runner(case: Case, path: Path, settings: Settings) -> Runner:
     return Runner("onnxruntime fp32", lambda: session.run(None, feed), True, setup_ms)
 
 
+def openvino_runners(case: Case, path: Path, settings: Settings) -> list[Runner]:
+    """OpenVINO's CPU plugin on the same ONNX file: in float32, and at its default precision
+    (bfloat16 where the CPU computes it natively: AVX512-BF16 or AMX), latency mode."""
+    import openvino as ov
+
+    runners = []
+    for name, hint in (("openvino fp32", "f32"), ("openvino default", None)):
+        start = time.perf_counter_ns()
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
+        if hint is not None:
+            config["INFERENCE_PRECISION_HINT"] = hint
+        compiled = core.compile_model(str(path), "CPU", config)
+        element_type = compiled.get_property("INFERENCE_PRECISION_HINT")
+        precision = element_type.to_string() if hasattr(element_type, "to_string") else "?"
+        request = compiled.create_infer_request()
+        feed = [tensor.numpy() for tensor in case.inputs]
+        setup_ms = (time.perf_counter_ns() - start) / 1e6
+        reduced = precision != "f32"
+        runners.append(
+            Runner(
+                name,
+                lambda request=request, feed=feed: list(request.infer(feed).values()),
+                True,
+                setup_ms,
+                reduced_precision=reduced,
+                optimization=f"inference precision {precision}",
+            )
+        )
+    return runners
+
+
 def peer_runners(case: Case, settings: Settings, work: Path) -> tuple[list[Runner], str]:
     """Eager, torch.jit.load and ONNX Runtime; and why ONNX failed, if it did."""
     eager, inputs = case.eager, case.inputs
@@ -493,6 +533,10 @@ def peer_runners(case: Case, settings: Settings, work: Path) -> tuple[list[Runne
         reason = f"{type(error).__name__}: {first_line(str(error))}"
         log(f"  ONNX export / session failed for {case.model}: {reason}")
         return runners, reason
+    try:
+        runners += openvino_runners(case, onnx_path, settings)
+    except Exception as error:
+        log(f"  OpenVINO failed for {case.model}: {type(error).__name__}: {first_line(str(error))}")
     return runners, ""
 
 
@@ -622,6 +666,7 @@ def measure_latency(case: Case, ts_infer: TsInfer, settings: Settings, work: Pat
                 runner.first_call_ms,
                 check=check,
                 optimization=runner.optimization,
+                reduced_precision=runner.reduced_precision,
             )
         )
     result.rows += failures
@@ -634,17 +679,23 @@ def measure_latency(case: Case, ts_infer: TsInfer, settings: Settings, work: Pat
 
 
 def add_ratios(result: LatencyResult) -> None:
-    """Each tsnative row against the fastest peer and against ONNX Runtime."""
+    """Each tsnative row against the fastest peer of its precision (a float32 row against the
+    float32 peers; a reduced-precision one, fast, against every peer) and against ONNX
+    Runtime."""
     peers = [row for row in result.rows if row.peer and row.median_ms]
     if not peers:
         return
+    fp32_peers = [row for row in peers if not row.reduced_precision] or peers
+    best_fp32 = min(fp32_peers, key=lambda row: row.median_ms or 0.0)
     best = min(peers, key=lambda row: row.median_ms or 0.0)
-    result.best_peer = best.runner
+    result.best_peer = best_fp32.runner + ("" if best is best_fp32 else f"; any: {best.runner}")
     ort = next((row for row in peers if row.runner.startswith("onnxruntime")), None)
     for row in result.rows:
         if row.peer or not row.median_ms:
             continue
-        row.ratio_best_peer = row.median_ms / (best.median_ms or 1.0)
+        reduced = row.reduced_precision or " fast" in row.runner  # ts-infer's rows: by name
+        against = best if reduced else best_fp32
+        row.ratio_best_peer = row.median_ms / (against.median_ms or 1.0)
         if ort is not None and ort.median_ms:
             row.ratio_ort = row.median_ms / ort.median_ms
 
@@ -676,7 +727,7 @@ def print_latency(result: LatencyResult, threads: int) -> None:
     if result.onnx_error:
         print(f"  ONNX Runtime: not measured, export failed: {result.onnx_error}")
     for row in result.rows:
-        if row.optimization and not row.peer:
+        if row.optimization:
             print(f"  {row.runner}: {row.optimization}")
     load = OtherLoad(result.other_load_cores)
     print(f"  {load.describe()} (the busier of the rounds and the ts-infer runs)")
@@ -1139,7 +1190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"tsnative {machine['tsnative']} benchmark: {machine['cpu']}, {machine['cores']} cores "
         f"({' '.join(machine['isa'])}), torch {machine['torch']}, onnxruntime "
-        f"{machine['onnxruntime']}, {settings.threads} threads, {machine['date']}"
+        f"{machine['onnxruntime']}, openvino {machine['openvino']}, {settings.threads} threads, "
+        f"{machine['date']}"
     )
     print(f"ts-infer: {ts_infer.path} (default optimize level: {ts_infer.default_level})")
 
