@@ -253,9 +253,9 @@ std::shared_ptr<Model> Model::load_archive(
   };
   // A choice remembered for these inputs: only its variant is built (freezing the others
   // would cost most of what the cache saves).
-  if (!inputs.empty() && !cache.model_hash.empty()) {
-    const auto key = choice_key(cache.model_hash, cache.level, device.str(), inputs);
-    if (const auto hit = cached_choice(cache.dir, key)) context.only_variant = hit->variant;
+  if (!inputs.empty()) {
+    cache = looked_up(cache, device, inputs);
+    context.only_variant = cache.remembered_variant;
   }
   auto [candidates, build_notes] = build();
   const auto is_remembered = [&context](const Candidate& candidate) {

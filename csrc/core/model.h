@@ -115,11 +115,15 @@ class Model {
     std::vector<double> times_ms = {};
     double median_ms = 0;
   };
-  // Where choices are remembered (see choice_cache.h): no model_hash, not remembered.
+  // Where choices are remembered (see choice_cache.h): no model_hash, not remembered. For
+  // one choice (looked_up() for its inputs): its key and what the cache held for it.
   struct ChoiceCacheContext {
     std::string dir;
     std::string model_hash;
     std::string level;
+    std::string key;                 // "" until looked up, or if nothing is remembered
+    std::string remembered_variant;  // "" if the cache held nothing for the key
+    std::string remembered_timings;
   };
   // Variants still to be timed, when load() had no input to time them on: the first call of
   // forward times them on its arguments and keeps the fastest.
@@ -167,8 +171,11 @@ class Model {
                             const std::vector<c10::IValue>& inputs, int warmup_runs,
                             const std::string& how, std::vector<std::string>& notes,
                             std::exception_ptr& failure) const;
-  // choose_fastest, unless `cache` remembers a choice for these inputs (then that candidate is
-  // only warmed up); a new choice is remembered.
+  // `cache` with its key for `inputs` and the choice remembered for it, read once.
+  static ChoiceCacheContext looked_up(ChoiceCacheContext cache, const c10::Device& device,
+                                      const std::vector<c10::IValue>& inputs);
+  // choose_fastest, unless `cache` (looked up for these inputs) remembers a choice (then that
+  // candidate is only warmed up); a new choice is remembered.
   Candidate* choose(std::vector<Candidate>& candidates, const std::vector<c10::IValue>& inputs,
                     int warmup_runs, const std::string& how, const ChoiceCacheContext& cache,
                     std::vector<std::string>& notes, std::exception_ptr& failure) const;

@@ -12,19 +12,30 @@
 
 namespace tsnative {
 
+Model::ChoiceCacheContext Model::looked_up(ChoiceCacheContext cache, const c10::Device& device,
+                                           const std::vector<c10::IValue>& inputs) {
+  if (cache.model_hash.empty()) return cache;
+  cache.key = choice_key(cache.model_hash, cache.level, device.str(), inputs);
+  if (const auto hit = cached_choice(cache.dir, cache.key)) {
+    cache.remembered_variant = hit->variant;
+    cache.remembered_timings = hit->timings;
+  }
+  return cache;
+}
+
 Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
                                 const std::vector<c10::IValue>& inputs, int warmup_runs,
                                 const std::string& how, const ChoiceCacheContext& cache,
                                 std::vector<std::string>& notes,
                                 std::exception_ptr& failure) const {
-  if (cache.model_hash.empty() || candidates.size() < 2) {
+  if (cache.key.empty() || candidates.size() < 2) {
     return choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
   }
-  const auto key = choice_key(cache.model_hash, cache.level, device_.str(), inputs);
-  if (const auto hit = cached_choice(cache.dir, key)) {
-    const auto remembered = std::find_if(
-        candidates.begin(), candidates.end(),
-        [&hit](const Candidate& candidate) { return candidate.runner->variant == hit->variant; });
+  if (!cache.remembered_variant.empty()) {
+    const auto remembered =
+        std::find_if(candidates.begin(), candidates.end(), [&cache](const Candidate& candidate) {
+          return candidate.runner->variant == cache.remembered_variant;
+        });
     if (remembered != candidates.end()) {
       // Warmed up alone; the others only if it fails (then noted, as any failure is).
       std::rotate(candidates.begin(), remembered, remembered + 1);
@@ -33,7 +44,8 @@ Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
       }
       auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
       if (chosen == &candidates.front()) {
-        chosen->runner->optimization += " [remembered in " + cache.dir + ": " + hit->timings + "]";
+        chosen->runner->optimization +=
+            " [remembered in " + cache.dir + ": " + cache.remembered_timings + "]";
       }
       return chosen;
     }
@@ -45,7 +57,7 @@ Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
   const auto timed = report.find(" [timed on ", chosen->runner->variant.size());
   if (timed != std::string::npos) {
     const auto timings = report.substr(timed + 2, report.size() - timed - 3);
-    if (const auto why = remember_choice(cache.dir, key, {chosen->runner->variant, timings});
+    if (const auto why = remember_choice(cache.dir, cache.key, {chosen->runner->variant, timings});
         !why.empty()) {
       notes.push_back("the choice is not remembered: " + why);
     }
@@ -105,7 +117,7 @@ void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
   std::exception_ptr failure;
   const auto start = std::chrono::steady_clock::now();
   const auto* chosen = choose(choice.candidates, args, choice.warmup_runs, "the first call",
-                              choice.cache, notes, failure);
+                              looked_up(choice.cache, device_, args), notes, failure);
   // Arguments no candidate runs are the caller's mistake: that call fails as it would without
   // optimization, and the next call chooses again.
   if (chosen == nullptr) std::rethrow_exception(failure);
