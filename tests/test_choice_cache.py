@@ -58,6 +58,21 @@ def test_a_second_load_skips_the_timing(saved_models: SavedModels, tmp_path: Pat
     assert len(_entries(tmp_path)) == 3
 
 
+def test_a_remembered_saved_module_is_said_to_be_remembered(
+    saved_models: SavedModels, tmp_path: Path
+) -> None:
+    """The saved module can win the timing (small models); remembered, it is the only candidate
+    built, and still reported as remembered."""
+    path, inputs = saved_models.path(NAME), saved_models.inputs(NAME, "b1")
+    tsnative.load(path, optimize="exact", warmup_inputs=inputs, cache_dir=tmp_path)
+    (entry,) = _entries(tmp_path)
+    remembered = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**remembered, "variant": "none (as saved)"}))
+    module = tsnative.load(path, optimize="exact", warmup_inputs=inputs, cache_dir=tmp_path)
+    assert module.optimization.startswith(f"none (as saved) [remembered in {tmp_path}: ")
+    assert len(module.named_parameters()) > 0  # the saved module itself: its weights readable
+
+
 def test_the_first_call_uses_and_fills_the_cache(saved_models: SavedModels, tmp_path: Path) -> None:
     path, inputs = saved_models.path(NAME), saved_models.inputs(NAME, "b4")
     first = tsnative.load(path, optimize="exact", cache_dir=tmp_path)

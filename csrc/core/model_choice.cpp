@@ -28,9 +28,10 @@ Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
                                 const std::string& how, const ChoiceCacheContext& cache,
                                 std::vector<std::string>& notes,
                                 std::exception_ptr& failure) const {
-  if (cache.key.empty() || candidates.size() < 2) {
+  if (cache.key.empty())
     return choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
-  }
+  // A remembered choice may be the only candidate built (load builds just it), the saved
+  // module included: it is still said to be remembered.
   if (!cache.remembered_variant.empty()) {
     const auto remembered =
         std::find_if(candidates.begin(), candidates.end(), [&cache](const Candidate& candidate) {
@@ -51,7 +52,7 @@ Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
     }
   }
   auto* chosen = choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
-  if (chosen == nullptr) return nullptr;
+  if (chosen == nullptr || candidates.size() < 2) return chosen;  // no choice to remember
   // What choose_fastest appended: " [timed on ...: ...]" (nothing if one candidate worked).
   const auto& report = chosen->runner->optimization;
   const auto timed = report.find(" [timed on ", chosen->runner->variant.size());
