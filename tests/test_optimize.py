@@ -45,10 +45,7 @@ def _first_case(name: str) -> str:
 
 
 def _load(saved_models: SavedModels, name: str, level: str, inputs: tuple) -> tsnative.Module:
-    tensors_only = all(isinstance(value, torch.Tensor) for value in inputs)
-    return tsnative.load(
-        saved_models.path(name), optimize=level, warmup_inputs=inputs if tensors_only else None
-    )
+    return tsnative.load(saved_models.path(name), optimize=level, warmup_inputs=inputs)
 
 
 @pytest.mark.parametrize("name", list(ZOO))
@@ -176,6 +173,34 @@ def test_warmup_inputs_time_the_variants(saved_models: SavedModels) -> None:
     assert "timed" not in tsnative.load(path, optimize="exact").optimization
     # One candidate is warmed up, not timed against nothing.
     assert tsnative.load(path, warmup_inputs=inputs).optimization == "none (as saved)"
+
+
+def test_warmup_inputs_take_any_argument_forward_takes(saved_models: SavedModels) -> None:
+    """Numbers, strings, bools, None, tuples and lists, as a call passes them: the timed choice
+    runs on them (silero-vad's forward takes the sample rate as an int)."""
+    inputs = saved_models.inputs("scalar_args", "sum_bias")  # tensor, int, float, str, bool, tensor
+    module = tsnative.load(saved_models.path("scalar_args"), optimize="exact", warmup_inputs=inputs)
+    assert "timed on the warm-up input" in module.optimization
+    expected = saved_models.eager_output("scalar_args", "sum_bias")
+    assert_outputs_equal(module(*inputs), expected, exact=False, tolerances=OPTIMIZED_TOLERANCES)
+    with_none = saved_models.inputs("scalar_args", "mean_none")
+    module = tsnative.load(
+        saved_models.path("scalar_args"), optimize="exact", warmup_inputs=with_none
+    )
+    assert "timed on the warm-up input" in module.optimization
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [(object(), "object"), ([1, "a"], "a list whose elements differ in type"), ({1: 2}, "dict")],
+)
+def test_warmup_input_that_no_model_takes_is_a_type_error(
+    saved_models: SavedModels, value: object, named: str
+) -> None:
+    path = saved_models.path("cnn_bn_dropout")
+    x = saved_models.inputs("cnn_bn_dropout", "b1")[0]
+    with pytest.raises(TypeError, match=rf"warmup_inputs\[1\] cannot be a model argument: {named}"):
+        tsnative.load(path, optimize="exact", warmup_inputs=(x, value))
 
 
 def test_exported_image_model_warms_up_by_itself(tmp_path: Path) -> None:

@@ -183,6 +183,50 @@ torch::jit::Stack to_stack(const Model& model, const c10::FunctionSchema& signat
   return torch::jit::createStackForSchema(signature, positional, named, std::nullopt);
 }
 
+// One warm-up argument, typed by its value (the method's schema is unknown before the load):
+// what forward takes besides tensors — numbers, strings, None, and tuples or lists of them.
+c10::IValue to_warmup_value(const py::handle& value) {
+  if (THPVariable_Check(value.ptr())) return THPVariable_Unpack(value.ptr());
+  if (value.is_none()) return c10::IValue();
+  if (py::isinstance<py::bool_>(value)) return py::cast<bool>(value);
+  if (py::isinstance<py::int_>(value)) return py::cast<int64_t>(value);
+  if (py::isinstance<py::float_>(value)) return py::cast<double>(value);
+  if (py::isinstance<py::str>(value)) return py::cast<std::string>(value);
+  if (py::isinstance<py::tuple>(value)) {
+    std::vector<c10::IValue> elements;
+    for (const auto& element : value) elements.push_back(to_warmup_value(element));
+    return c10::ivalue::Tuple::create(std::move(elements));
+  }
+  if (py::isinstance<py::list>(value) && py::len(value) > 0) {
+    std::vector<c10::IValue> elements;
+    for (const auto& element : value) elements.push_back(to_warmup_value(element));
+    c10::impl::GenericList list(elements.front().type());
+    for (auto& element : elements) {
+      if (*element.type() != *list.elementType()) {
+        throw py::type_error("a list whose elements differ in type");
+      }
+      list.push_back(std::move(element));
+    }
+    return list;
+  }
+  throw py::type_error(std::string(py::str(py::type::of(value).attr("__name__"))));
+}
+
+// Warm-up arguments: forward's arguments as a call passes them.
+std::vector<c10::IValue> to_warmup_inputs(const py::sequence& inputs) {
+  std::vector<c10::IValue> values;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    try {
+      values.push_back(to_warmup_value(inputs[i]));
+    } catch (const py::type_error& e) {
+      throw py::type_error("warmup_inputs[" + std::to_string(i) +
+                           "] cannot be a model argument: " + e.what() +
+                           " (tensors, numbers, strings, None and tuples or lists of them can)");
+    }
+  }
+  return values;
+}
+
 py::object call_method(const std::shared_ptr<Model>& model, const std::string& method,
                        const py::args& args, const py::kwargs& kwargs) {
   auto stack = to_stack(*model, model->signature(method), method, args, kwargs);
@@ -268,8 +312,8 @@ void bind_model(py::module_& m) {
           })
       .def_property(
           "warmup_inputs", [](const LoadOptions&) { return py::none(); },
-          [](LoadOptions& options, const std::vector<at::Tensor>& inputs) {
-            options.warmup_inputs.assign(inputs.begin(), inputs.end());
+          [](LoadOptions& options, const py::sequence& inputs) {
+            options.warmup_inputs = to_warmup_inputs(inputs);
           })
       .def_readwrite("warmup_runs", &LoadOptions::warmup_runs)
       .def_readwrite("choice_cache_dir", &LoadOptions::choice_cache_dir);

@@ -1,5 +1,5 @@
 # Type stub for the compiled extension; the public API is re-exported by tsnative/__init__.py.
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -70,7 +70,7 @@ def expand_image_paths(paths: list[str]) -> list[str]: ...
 class LoadOptions:
     device: str
     optimize: str
-    warmup_inputs: list[torch.Tensor] | None
+    warmup_inputs: Sequence[Any] | None
     warmup_runs: int
     choice_cache_dir: str | None
     def __init__(self) -> None: ...

@@ -135,7 +135,7 @@ def load(
     device: str = "cpu",
     *,
     optimize: Optimize = "none",
-    warmup_inputs: tuple[torch.Tensor, ...] | None = None,
+    warmup_inputs: tuple[Any, ...] | None = None,
     cache_dir: PathLike | Literal[False] | None = None,
 ) -> Module:
     """Loads a TorchScript model onto ``device`` ("cpu", "cuda", "cuda:N").
@@ -149,8 +149,9 @@ def load(
     uses bfloat16 where the CPU computes it natively (AVX512-BF16 / AMX), else it is "exact";
     "bf16" runs the bfloat16 variants on any CPU (emulated, slowly, where it has no native
     bfloat16): to check a model's bfloat16 accuracy before deploying it to a CPU that has it.
-    With `warmup_inputs` (a tuple of forward's tensor arguments; image models exported with
-    tsnative.export have one implied) the model is warmed up inside load, the candidate
+    With `warmup_inputs` (a tuple of forward's arguments: tensors, numbers, strings, None, and
+    tuples or lists of them; image models exported with tsnative.export have one implied) the
+    model is warmed up inside load, the candidate
     variants (oneDNN Graph fusion among them, on CPU) are timed and the fastest kept: see
     `Module.optimization`. Fused kernels are built for the warm-up input's shapes; calls with
     other shapes still work, unfused, so warm up with the batch size you will run. Without
