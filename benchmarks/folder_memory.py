@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import tsnative
+from bench.common import ROOT, log
+from bench.machine import find_ts_infer
 from PIL import Image
-from run import ROOT, find_ts_infer, log
 
 TARGET_RATIO = 1.1
 

@@ -22,8 +22,8 @@ import ray
 import torch
 import tsnative
 import tsnative.ray
+from bench.common import ROOT, log
 from folder_memory import write_images
-from run import ROOT, log
 
 sys.path.insert(0, str(ROOT / "examples"))
 from resnet18 import resnet18
