@@ -85,8 +85,10 @@ bool starts_exception(const std::string& line) {
 // ("ValueError: ..."), plus where in the original source it was raised.
 std::string describe_script_failure(const std::string& method, const std::string& message) {
   if (!contains(message, "Traceback of TorchScript")) {
+    // The cause is the first line; LibTorch's internal errors append the whole graph after it
+    // ("Schema not found for node. ... within the graph: ...", hundreds of lines).
     return method + "() failed: " +
-           message.substr(std::min(message.find_first_not_of(" \n"), message.size()));
+           first_line(message.substr(std::min(message.find_first_not_of(" \n"), message.size())));
   }
   std::istringstream lines(message);
   std::string line, cause, location;
