@@ -115,6 +115,32 @@ def test_bf16_keeps_index_tensors_integral(saved_models: SavedModels, how: str) 
             assert_outputs_equal(actual, expected, exact=False, tolerances=BF16_TOLERANCES)
 
 
+class ZeroContext(torch.nn.Module):
+    """silero-vad's pattern: a tensor made at the default dtype meets the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = torch.zeros(x.shape[0], 4)
+        return self.linear(torch.cat([context, x], dim=1))
+
+
+def test_bf16_makes_default_dtype_tensors_in_bfloat16(tmp_path: Path) -> None:
+    """torch.zeros(...) without a dtype is float32 in the saved model, so in a bfloat16 variant
+    it is bfloat16 too; it used to meet the bfloat16 weights as float32 and fail."""
+    torch.manual_seed(0)
+    model = ZeroContext().eval()
+    path = tmp_path / "zero_context.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    x = torch.randn(2, 6)
+    module = tsnative.load(path, optimize="bf16", warmup_inputs=(x,))
+    assert module.optimization.startswith("bf16 (bfloat16, frozen"), module.optimization
+    with torch.no_grad():
+        assert_outputs_equal(module(x), model(x), exact=False, tolerances=BF16_TOLERANCES)
+
+
 def test_fast_picks_bf16_by_the_cpu_capability(saved_models: SavedModels) -> None:
     path = saved_models.path("cnn_bn_dropout")
     inputs = saved_models.inputs("cnn_bn_dropout", "b1")

@@ -33,10 +33,20 @@ std::vector<std::string> preserved_methods(const std::vector<std::string>& metho
   return others;
 }
 
+// Factories whose dtype=None means the default dtype, float32 (not "as the input", as for
+// zeros_like, nor "from the arguments", as for arange, full and tensor).
+bool makes_default_dtype(const torch::jit::Node& node) {
+  static const std::vector<c10::Symbol> factories{c10::aten::zeros, c10::aten::ones,
+                                                  c10::aten::empty, c10::aten::rand,
+                                                  c10::aten::randn, c10::aten::eye};
+  return std::find(factories.begin(), factories.end(), node.kind()) != factories.end();
+}
+
 // A traced model records the dtypes it saw as constants: `.to(torch.float32)`, `zeros(...,
 // dtype=torch.float32)`. In a bfloat16 variant those would make float32 tensors meet bfloat16
 // ones ("expected m1 and m2 to have the same dtype"), so there float32 means bfloat16 too, for
-// dtype arguments and for the graph's float32 tensor constants alike.
+// dtype arguments, for the graph's float32 tensor constants, and for factories left to the
+// default dtype (silero-vad's `torch.zeros(batch, context)` meeting its bfloat16 input).
 void retarget_float32_to_bfloat16(torch::jit::Module& frozen) {
   const auto float32 = static_cast<int64_t>(c10::ScalarType::Float);
   const auto bfloat16 = static_cast<int64_t>(c10::ScalarType::BFloat16);
@@ -58,7 +68,10 @@ void retarget_float32_to_bfloat16(torch::jit::Module& frozen) {
       for (size_t i = 0; i < schema->arguments().size() && i < node->inputs().size(); ++i) {
         if (schema->arguments()[i].name() != "dtype") continue;
         const auto value = torch::jit::toIValue(node->input(i));
-        if (!value || !value->isInt() || value->toInt() != float32) continue;
+        const bool float32_by_default = value && value->isNone() && makes_default_dtype(*node);
+        if (!float32_by_default && (!value || !value->isInt() || value->toInt() != float32)) {
+          continue;
+        }
         torch::jit::WithInsertPoint here(node);
         node->replaceInput(i, graph->insertConstant(bfloat16));
       }
