@@ -409,6 +409,12 @@ std::string archive_problem(
   for (const char* name : {"data.pkl", "constants.pkl"}) {
     try {
       if (!reader->hasRecord(name)) continue;
+      // An empty pickle is no value at all; and reading a record of 0 bytes makes the zip
+      // reader copy 0 bytes to a null buffer (undefined behaviour, found by fuzzing), in
+      // LibTorch's loaders as here.
+      if (reader->getRecordSize(name) == 0) {
+        return "its record '" + std::string(name) + "' is empty (0 bytes)";
+      }
       const auto [data, length] = reader->getRecord(name);
       const auto* pickle = static_cast<const char*>(data.get());
       if (auto problem = pickle_problem(pickle, length); !problem.empty()) {
