@@ -1,5 +1,6 @@
 // ts-infer: the C++ tutorial's program grown into a tool. Flags in, one core call chain,
-// lines or JSON out. Exit codes: 0 success, 1 load / input / inference error, 2 usage error.
+// lines or JSON out. Exit codes: 0 success, 1 load / input / inference error, 2 usage error
+// (an ONNX model included: those run from the Python API).
 #include <unistd.h>
 
 #include <algorithm>
@@ -350,6 +351,9 @@ int main(int argc, char** argv) {
   try {
     return run(options);
   } catch (const tsnative::OptionError& e) {
+    std::cerr << "ts-infer: " << e.what() << std::endl;
+    return 2;
+  } catch (const tsnative::UnsupportedFormatError& e) {  // a model for another front end
     std::cerr << "ts-infer: " << e.what() << std::endl;
     return 2;
   } catch (const std::exception& e) {

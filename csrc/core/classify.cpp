@@ -76,18 +76,26 @@ std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
   return rows;
 }
 
-Preprocess preprocessing_for(const Model& model, const PreprocessOverrides& overrides) {
-  return apply_overrides(model.metadata().preprocess.value_or(Preprocess{}), overrides);
+Preprocess preprocessing_for(const Metadata& metadata, const PreprocessOverrides& overrides) {
+  return apply_overrides(metadata.preprocess.value_or(Preprocess{}), overrides);
 }
 
 std::vector<Classification> classify(const Model& model, const std::vector<std::string>& paths,
                                      const ClassifyOptions& options,
                                      const ProgressCallback& progress) {
+  const auto run = [&model](const at::Tensor& batch) { return model.forward({batch}); };
+  return classify(run, model.metadata(), paths, options, progress);
+}
+
+std::vector<Classification> classify(const BatchRunner& run, const Metadata& metadata,
+                                     const std::vector<std::string>& paths,
+                                     const ClassifyOptions& options,
+                                     const ProgressCallback& progress) {
   if (options.batch_size < 1) {
     throw OptionError("batch size must be at least 1, got " + std::to_string(options.batch_size));
   }
-  const Preprocess preprocess = preprocessing_for(model, options.preprocess);
-  const auto& labels = options.labels ? *options.labels : model.metadata().labels;
+  const Preprocess preprocess = preprocessing_for(metadata, options.preprocess);
+  const auto& labels = options.labels ? *options.labels : metadata.labels;
 
   // Every result is allocated at the start (its predictions once the first batch tells how
   // many classes there are) and labelled after the last batch: what outlives a batch then
@@ -116,7 +124,7 @@ std::vector<Classification> classify(const Model& model, const std::vector<std::
     for (const auto& [size, members] : by_size) {
       std::vector<at::Tensor> group;
       for (const size_t j : members) group.push_back(images[j]);
-      const auto top = softmax_topk(model.forward({at::stack(group)}), options.k);
+      const auto top = softmax_topk(run(at::stack(group)), options.k);
       check_label_count(labels, top.classes);
       if (!reserved) {
         const auto k = static_cast<size_t>(top.indices.size(-1));

@@ -41,6 +41,10 @@ struct ClassifyOptions {
 // Called after each batch with (files done, files in all).
 using ProgressCallback = std::function<void(size_t done, size_t total)>;
 
+// Runs a batch of preprocessed images (NCHW) through a model: its output, a tensor of class
+// scores with one row per image (anything else is an InferenceError that names it).
+using BatchRunner = std::function<c10::IValue(const at::Tensor& batch)>;
+
 // The JPEG and PNG files directly inside `dir` (by extension, any case), sorted by name.
 // Throws InputError if `dir` is not a readable directory.
 std::vector<std::string> list_images(const std::string& dir);
@@ -55,12 +59,19 @@ std::vector<std::vector<Prediction>> to_predictions(const TopK& top,
                                                     const std::vector<std::string>& labels);
 
 // The preprocessing classify() applies: the model's (or ImageNet's) with `overrides` on top.
-Preprocess preprocessing_for(const Model& model, const PreprocessOverrides& overrides);
+Preprocess preprocessing_for(const Metadata& metadata, const PreprocessOverrides& overrides);
 
 // Classifies files in batches (images of different sizes, possible without a crop, go through
 // the model in separate groups). A file that cannot be read is reported in its result and
 // skipped; errors of the model itself (InferenceError) propagate.
 std::vector<Classification> classify(const Model& model, const std::vector<std::string>& paths,
+                                     const ClassifyOptions& options = {},
+                                     const ProgressCallback& progress = {});
+
+// The same for a model that runs elsewhere (an ONNX Runtime session, from the Python API):
+// `run` gets each batch, `metadata` is the model's (labels, preprocessing).
+std::vector<Classification> classify(const BatchRunner& run, const Metadata& metadata,
+                                     const std::vector<std::string>& paths,
                                      const ClassifyOptions& options = {},
                                      const ProgressCallback& progress = {});
 

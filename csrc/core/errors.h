@@ -49,6 +49,12 @@ class LoadError : public Error {
   using Error::Error;
 };
 
+// The file is a model, of a format this core does not run (ONNX: through the Python API).
+class UnsupportedFormatError : public LoadError {
+ public:
+  using LoadError::LoadError;
+};
+
 // Running a method failed: unknown method, an exception raised inside the model, ...
 class InferenceError : public Error {
  public:

@@ -14,6 +14,7 @@
 #include "core/choice_cache.h"
 #include "core/errors.h"
 #include "core/ivalues.h"
+#include "core/model_format.h"
 #include "core/runtime.h"
 #include "core/script_object.h"
 
@@ -206,6 +207,14 @@ std::shared_ptr<Model> Model::load_archive(
     const std::string& path, const std::string& source, const c10::Device& device,
     const LoadOptions& options,
     const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive) {
+  char first[8] = {};
+  const auto read = archive->read(0, first, std::min<uint64_t>(sizeof first, archive->size()));
+  if (sniff_model_format(first, read) == ModelFormat::kOnnx) {
+    throw UnsupportedFormatError(
+        source +
+        " is an ONNX model, and this core runs TorchScript: run it from Python, where "
+        "tsnative.load runs ONNX models with ONNX Runtime (pip install 'tsnative[onnx]')");
+  }
   if (const auto problem = archive_problem(archive); !problem.empty()) {
     throw LoadError(source + " is corrupt: " + problem);
   }

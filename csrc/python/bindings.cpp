@@ -8,6 +8,7 @@
 #include "core/image.h"
 #include "core/metadata.h"
 #include "core/model.h"
+#include "core/model_format.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
 #include "core/script_object.h"
@@ -300,6 +301,15 @@ void bind_script_object(py::module_& m) {
       });
 }
 
+// A Python progress function (done, total) called from the core, which runs without the GIL.
+ProgressCallback progress_callback(const std::optional<py::function>& progress) {
+  if (!progress) return {};
+  return [&progress](size_t done, size_t total) {
+    py::gil_scoped_acquire gil;
+    (*progress)(done, total);
+  };
+}
+
 void bind_model(py::module_& m) {
   py::class_<LoadOptions>(m, "LoadOptions")
       .def(py::init<>())
@@ -372,13 +382,7 @@ void bind_model(py::module_& m) {
           "classify",
           [](const Model& model, const std::vector<std::string>& paths,
              const ClassifyOptions& options, const std::optional<py::function>& progress) {
-            ProgressCallback callback;
-            if (progress) {
-              callback = [&progress](size_t done, size_t total) {
-                py::gil_scoped_acquire gil;
-                (*progress)(done, total);
-              };
-            }
+            const auto callback = progress_callback(progress);
             py::gil_scoped_release no_gil;
             return classify(model, paths, options, callback);
           },
@@ -388,6 +392,15 @@ void bind_model(py::module_& m) {
       .def_property_readonly("path", &Model::path)
       .def_property_readonly("source", &Model::source)
       .def_property_readonly("device", [](const Model& model) { return model.device().str(); });
+}
+
+// A Python model's output as class scores: a tensor, or the error top-k gives for anything else.
+at::Tensor class_scores(const py::object& output) {
+  if (!THPVariable_Check(output.ptr())) {
+    throw InferenceError("top-k needs the model to return a tensor, but it returned a " +
+                         std::string(py::str(output.get_type().attr("__name__"))));
+  }
+  return THPVariable_Unpack(output.ptr());
 }
 
 void bind_images(py::module_& m) {
@@ -439,9 +452,24 @@ void bind_images(py::module_& m) {
       .def_readwrite("input_shape", &Metadata::input_shape)
       .def_readwrite("tsnative_version", &Metadata::tsnative_version)
       .def_readwrite("export_method", &Metadata::export_method)
-      .def("to_json", [](const Metadata& metadata) { return to_json(metadata); });
+      .def("to_json", [](const Metadata& metadata) { return to_json(metadata); })
+      .def_static("from_json", &parse_metadata, py::arg("text"), py::arg("source"));
   m.attr("METADATA_FILE") = kMetadataFile;
   m.def("resolve_labels", &resolve_labels, py::arg("spec"));
+  m.def(
+      "softmax_topk",
+      [](const py::object& output, int64_t k) {
+        const auto top = softmax_topk(class_scores(output), k);
+        return std::make_pair(top.probabilities, top.indices);
+      },
+      py::arg("output"), py::arg("k"));
+  m.def(
+      "sniff_model_format",
+      [](const py::bytes& first_bytes) {
+        const std::string bytes = first_bytes;
+        return model_format_name(sniff_model_format(bytes.data(), bytes.size()));
+      },
+      py::arg("first_bytes"));
 
   py::class_<Prediction>(m, "Prediction")
       .def_readonly("index", &Prediction::index)
@@ -458,6 +486,22 @@ void bind_images(py::module_& m) {
       .def_readwrite("preprocess", &ClassifyOptions::preprocess)
       .def_readwrite("labels", &ClassifyOptions::labels);
   m.def("expand_image_paths", &expand_image_paths, py::arg("paths"));
+  // classify() for a model the Python API runs (ONNX Runtime): decoding, preprocessing,
+  // batching, top-k and labels stay in the core; `run` gets each batch.
+  m.def(
+      "classify_batches",
+      [](const py::function& run, const Metadata& metadata, const std::vector<std::string>& paths,
+         const ClassifyOptions& options, const std::optional<py::function>& progress) {
+        const BatchRunner run_batch = [&run](const at::Tensor& batch) -> c10::IValue {
+          py::gil_scoped_acquire gil;
+          return class_scores(run(batch));
+        };
+        const auto callback = progress_callback(progress);
+        py::gil_scoped_release no_gil;
+        return classify(run_batch, metadata, paths, options, callback);
+      },
+      py::arg("run"), py::arg("metadata"), py::arg("paths"), py::arg("options"),
+      py::arg("progress") = py::none());
 }
 
 void bind_runtime(py::module_& m) {
