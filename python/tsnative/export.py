@@ -1,4 +1,4 @@
-"""`export`: eager model -> TorchScript file that describes itself and is proven to match."""
+"""`export`: eager model -> a TorchScript or ONNX file that describes itself, proven to match."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from . import _C
+from .backends import onnx
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -60,36 +61,83 @@ def _check_one_label_per_class(native: Module, example: tuple[Any, ...], labels:
         )
 
 
+def _flat(output: Any) -> list[Any]:
+    """An output's tensors in order: an ONNX model returns a flat tuple of what eager nests."""
+    return torch.utils._pytree.tree_leaves(output)
+
+
 def _check_matches_eager(
     model: torch.nn.Module,
     native: Module,
-    input_sets: list[tuple[Any, ...]],
-    method_used: str,
-    tracer_warnings: list[str],
+    input_sets: list[tuple[str, tuple[Any, ...]]],
+    how: str,
+    hint: str,
     rtol: float,
     atol: float,
+    flat: bool,
 ) -> None:
-    for number, inputs in enumerate(input_sets):
+    """Runs the written file on each named input set and compares it with eager."""
+    for which, inputs in input_sets:
         with torch.no_grad():
             expected = model(*inputs)
-        actual = native(*inputs)
         try:
-            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)
-        except AssertionError as mismatch:
-            which = "the example input" if number == 0 else f"check input #{number}"
-            hint = ""
-            if method_used == "trace":
-                hint = (
-                    " Tracing records the one path the example input took, so data-dependent "
-                    "control flow (e.g. `if x.sum() > 0:`) is frozen; export with "
-                    "method='script' (or make the model scriptable)."
-                )
-                if tracer_warnings:
-                    hint += " The tracer warned: " + " | ".join(tracer_warnings)
+            actual = native(*inputs)
+        except _C.InferenceError as error:
             raise ExportError(
-                f"the {method_used}d model does not match the eager model on {which}: "
+                f"the {how} model failed on {which}: {str(error).splitlines()[0]}.{hint}"
+            ) from None
+        try:
+            if flat:
+                torch.testing.assert_close(_flat(actual), _flat(expected), rtol=rtol, atol=atol)
+            else:
+                torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)
+        except AssertionError as mismatch:
+            raise ExportError(
+                f"the {how} model does not match the eager model on {which}: "
                 f"{str(mismatch).strip().splitlines()[0].rstrip('.')}.{hint}"
             ) from None
+
+
+def _trace_hint(method_used: str, tracer_warnings: list[str]) -> str:
+    if method_used != "trace":
+        return ""
+    hint = (
+        " Tracing records the one path the example input took, so data-dependent "
+        "control flow (e.g. `if x.sum() > 0:`) is frozen; export with "
+        "method='script' (or make the model scriptable)."
+    )
+    if tracer_warnings:
+        hint += " The tracer warned: " + " | ".join(tracer_warnings)
+    return hint
+
+
+# The suffixes export() knows, and the format each writes.
+FORMATS = {".pt": "torchscript", ".onnx": "onnx"}
+Format = Literal["torchscript", "onnx"]
+
+
+def _format_of(path: Path, format: Format | None) -> Format:
+    if format is not None:
+        if format not in FORMATS.values():
+            raise ValueError(f"format must be 'torchscript' or 'onnx', not {format!r}")
+        return format
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        known = ", ".join(f"{suffix} ({name})" for suffix, name in FORMATS.items())
+        raise ExportError(
+            f"cannot tell the format from the name {path.name!r}: the known suffixes are "
+            f"{known}; or say it with format='torchscript' / format='onnx'"
+        )
+    return found  # type: ignore[return-value]
+
+
+def _grown_batch(example: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The example with one more row, to prove a dynamic batch dimension; None if its tensors
+    do not share a first dimension."""
+    sizes = {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
+    if len(sizes) != 1:
+        return None
+    return tuple(torch.cat([value, value[:1]]) for value in example)
 
 
 def export(
@@ -103,14 +151,20 @@ def export(
     check_inputs: Sequence[Any] | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    format: Format | None = None,
+    dynamic_batch: bool = True,
 ) -> Module:
-    """Saves `model` as a TorchScript file that carries its labels and preprocessing.
+    """Saves `model` as a file that carries its labels and preprocessing, proven to match.
 
-    method: "script" compiles the Python code; "trace" records one run on `example_inputs`;
-    "auto" scripts when it can and traces otherwise. Either way the saved file is then run
-    natively on `example_inputs` and every entry of `check_inputs` (each a tensor or a tuple
-    of arguments) and compared with the eager model (rtol/atol); a mismatch raises
-    ExportError and leaves `path` untouched.
+    The format follows the suffix: ``.pt`` TorchScript, ``.onnx`` ONNX (or ``format=``).
+    TorchScript: method "script" compiles the Python code; "trace" records one run on
+    `example_inputs`; "auto" scripts when it can and traces otherwise. ONNX: torch.onnx.export
+    (torch.export, then ONNX Script), the first dimension dynamic unless dynamic_batch=False,
+    tensor arguments only; labels and preprocessing go into the model's metadata_props. Either
+    way the written file is then run (natively, or by ONNX Runtime) on `example_inputs`, on
+    every entry of `check_inputs` (each a tensor or a tuple of arguments) and, for an ONNX
+    model with a dynamic batch, on the example grown by one row, and compared with the eager
+    model (rtol/atol); a mismatch raises ExportError and leaves `path` untouched.
 
     labels: a list of class names, a text file (one per line), or "imagenet".
     preprocess: "imagenet", or a dict with any of resize, crop, mean, std, color.
@@ -118,9 +172,10 @@ def export(
     """
     if method not in ("auto", "script", "trace"):
         raise ValueError(f"method must be 'auto', 'script' or 'trace', not {method!r}")
+    path = Path(path)
+    chosen = _format_of(path, format)
     model = model.eval()
     example = _as_tuple(example_inputs)
-    scripted, method_used, tracer_warnings = _to_script(model, example, method)
 
     metadata = _C.Metadata()
     metadata.labels = _resolve_labels(labels)
@@ -129,16 +184,44 @@ def export(
     if isinstance(example[0], torch.Tensor):
         metadata.input_shape = list(example[0].shape)
     metadata.tsnative_version = _C.__version__
-    metadata.export_method = method_used
 
-    path = Path(path)
     staging = path.with_name(path.name + ".partial")
-    torch.jit.save(scripted, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()})
+    input_sets = [("the example input", example)] + [
+        (f"check input #{number + 1}", _as_tuple(inputs))
+        for number, inputs in enumerate(check_inputs or ())
+    ]
+    if chosen == "onnx":
+        if method != "auto":
+            raise ValueError(
+                f"method={method!r} is TorchScript's; an ONNX export is torch.onnx.export's"
+            )
+        how, hint = "ONNX", ""
+        metadata.export_method = "torch.onnx.export"
+        try:
+            onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
+        except onnx.OnnxExportFailure as failure:
+            staging.unlink(missing_ok=True)
+            raise ExportError(
+                f"cannot export to ONNX: {failure}; export to .pt (TorchScript) instead, which "
+                "keeps Python control flow and takes any argument (method='script')"
+            ) from None
+        grown = _grown_batch(example) if dynamic_batch else None
+        if grown is not None:
+            rows = grown[0].shape[0]
+            input_sets.append((f"the example grown to {rows} rows (the batch is dynamic)", grown))
+            hint = (
+                " The batch dimension was exported dynamic: give an example of 2 or more rows, "
+                "or export with dynamic_batch=False."
+            )
+    else:
+        scripted, method_used, tracer_warnings = _to_script(model, example, method)
+        how, hint = f"{method_used}d", _trace_hint(method_used, tracer_warnings)
+        metadata.export_method = method_used
+        torch.jit.save(scripted, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()})
     try:
         native = load(staging)
-        input_sets = [example] + [_as_tuple(inputs) for inputs in check_inputs or ()]
         _check_matches_eager(
-            model, native, input_sets, method_used, tracer_warnings, rtol=rtol, atol=atol
+            model, native, input_sets, how, hint, rtol, atol, flat=chosen == "onnx"
         )
         _check_one_label_per_class(native, example, metadata.labels)
     except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 import threading
 from collections import OrderedDict
 from typing import Any, BinaryIO, Literal
@@ -11,19 +12,21 @@ from typing import Any, BinaryIO, Literal
 import torch
 
 from . import _C
+from .backends import onnx
 
 PathLike = str | os.PathLike[str]
 
 
 class Module:
-    """A TorchScript model loaded by the native core: eval mode, autograd off, one device.
+    """A model loaded by the native core (TorchScript: eval mode, autograd off, one device), or
+    an ONNX model run by ONNX Runtime behind the same API (see tsnative.load).
 
     Call it like the eager model (``m(x)``); other methods by name (``m.call("encode", x)``
     or ``m.encode(x)``). Safe to call from many threads at once; the GIL is released while
     the model runs. Returned tensors are ordinary tensors that do not require grad.
     """
 
-    def __init__(self, model: _C.Model) -> None:
+    def __init__(self, model: _C.Model | onnx.OnnxModel) -> None:
         self._model = model
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -138,7 +141,14 @@ def load(
     warmup_inputs: tuple[Any, ...] | None = None,
     cache_dir: PathLike | Literal[False] | None = None,
 ) -> Module:
-    """Loads a TorchScript model onto ``device`` ("cpu", "cuda", "cuda:N").
+    """Loads a TorchScript or ONNX model onto ``device`` ("cpu", "cuda", "cuda:N").
+
+    The format is told from the file's first bytes, not its name. TorchScript runs in the C++
+    core; ONNX runs in an ONNX Runtime session (``pip install 'tsnative[onnx]'``) behind the
+    same Module: call, topk, labels, preprocess, signature, methods, classify. An ONNX model
+    has only ``forward``, takes tensors only, returns a tensor or a tuple of them (a dict
+    output comes back as its values, in order), and has no optimize levels (ONNX Runtime
+    optimizes its graph itself): optimize must be "none" there.
 
     source: a path; the archive's bytes (``bytes``, ``bytearray`` or ``memoryview``, read in
     place without a copy), e.g. from a database or an object store; or a binary file object
@@ -166,15 +176,6 @@ def load(
     Raises ModelLoadError with the cause (missing file, not TorchScript, saved by a newer
     PyTorch, device unavailable) and ValueError for a malformed device or optimize level.
     """
-    options = _C.LoadOptions()
-    options.device = device
-    options.optimize = optimize
-    if warmup_inputs is not None:
-        options.warmup_inputs = tuple(warmup_inputs)
-    if cache_dir is not None:
-        options.choice_cache_dir = "" if cache_dir is False else os.fspath(cache_dir)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return Module(_C.Model.load_from_memory(source, options))
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -182,8 +183,58 @@ def load(
                 f"cannot load a model from {source!r}: its read() returned "
                 f"{type(data).__name__}, not bytes (open the file in binary mode, 'rb')"
             )
-        return Module(_C.Model.load_from_memory(data, options))
-    return Module(_C.Model.load(os.fspath(source), options))
+        source = data
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if onnx.is_onnx(bytes(memoryview(source)[:8])):
+            described = f"the ONNX model in memory ({len(memoryview(source))} bytes)"
+            model = onnx.OnnxModel.load(bytes(source), described, "", device, optimize)
+            return _warmed_up(Module(model), warmup_inputs)
+        return Module(
+            _C.Model.load_from_memory(
+                source, _load_options(device, optimize, warmup_inputs, cache_dir)
+            )
+        )
+    path = os.fspath(source)
+    if onnx.is_onnx(_first_bytes(path)):
+        model = onnx.OnnxModel.load(path, repr(path), path, device, optimize)
+        return _warmed_up(Module(model), warmup_inputs)
+    return Module(_C.Model.load(path, _load_options(device, optimize, warmup_inputs, cache_dir)))
+
+
+def _load_options(
+    device: str,
+    optimize: Optimize,
+    warmup_inputs: tuple[Any, ...] | None,
+    cache_dir: PathLike | Literal[False] | None,
+) -> _C.LoadOptions:
+    options = _C.LoadOptions()
+    options.device = device
+    options.optimize = optimize
+    if warmup_inputs is not None:
+        options.warmup_inputs = tuple(warmup_inputs)
+    if cache_dir is not None:
+        options.choice_cache_dir = "" if cache_dir is False else os.fspath(cache_dir)
+    return options
+
+
+def _first_bytes(path: str) -> bytes:
+    """What tells the file's format; b"" for what is not a readable regular file (the core
+    says why; opening a FIFO to look would wait for a writer)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return b""
+        with open(path, "rb") as file:
+            return file.read(8)
+    except OSError:
+        return b""
+
+
+def _warmed_up(module: Module, warmup_inputs: tuple[Any, ...] | None) -> Module:
+    """An ONNX Runtime session's first run allocates its buffers: done here, as load does for
+    TorchScript."""
+    if warmup_inputs is not None:
+        module(*warmup_inputs)
+    return module
 
 
 _CACHE_SIZE = 16

@@ -1,0 +1,1 @@
+"""Model formats the Python API runs beside the C++ core's TorchScript: ONNX (ONNX Runtime)."""
