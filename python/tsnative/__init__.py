@@ -1,8 +1,10 @@
-"""tsnative: run TorchScript models natively through a LibTorch C++ core.
+"""tsnative: run TorchScript models natively through a LibTorch C++ core (and ONNX models
+through ONNX Runtime, behind the same API).
 
 import tsnative
 probabilities, indices = tsnative.load("model.pt").topk(x, k=5)
-y = tsnative.infer("model.pt", x)
+y = tsnative.infer("model.onnx", x)
+print(tsnative.compare(eager_model, x))  # eager vs TorchScript (each level) vs ONNX Runtime
 """
 
 import os
@@ -32,6 +34,7 @@ from ._C import (
     set_num_interop_threads,
     set_num_threads,
 )
+from .compare import Comparison, compare
 from .export import ExportError, export
 from .images import Classification, Prediction, classify, decode_image, load_image
 from .module import Module, clear_cache, infer, load, load_library
@@ -43,6 +46,7 @@ cmake_prefix_path = os.path.join(os.path.dirname(__file__), "share", "cmake")
 __all__ = [
     "ArgumentError",
     "Classification",
+    "Comparison",
     "ExportError",
     "InferenceError",
     "InputError",
@@ -54,6 +58,7 @@ __all__ = [
     "classify",
     "clear_cache",
     "cmake_prefix_path",
+    "compare",
     "cpu_has_native_bf16",
     "cuda_available",
     "decode_image",

@@ -1,0 +1,82 @@
+"""tsnative.compare: eager against TorchScript (each optimize level) and ONNX Runtime, as data
+and as a table; its differences checked against ones computed here from the same files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import tsnative
+from models import ZOO, build
+from test_onnx import ONNX_MISSING, needs_onnx
+
+
+def _cnn_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
+    return build("cnn_bn_dropout"), ZOO["cnn_bn_dropout"].cases["b4"]()[0]
+
+
+def test_compare_exports_each_format_and_reports_each_runner() -> None:
+    model, x = _cnn_and_input()
+    formats = ("torchscript", "onnx") if not ONNX_MISSING else ("torchscript",)
+    report = tsnative.compare(model, x, formats=formats, rounds=3)
+    names = [runner.name for runner in report.runners]
+    assert names[:4] == ["eager", "torchscript none", "torchscript exact", "torchscript fast"]
+    assert ("onnx" in names) == (not ONNX_MISSING)
+    with torch.no_grad():
+        expected = model(x)
+    for runner in report.runners[1:]:
+        assert not runner.error, runner.error
+        assert runner.median_ms is not None and runner.median_ms > 0
+        assert runner.topk_agreement == 1.0  # a 10-class classifier: top-5 of every row kept
+        if not runner.reduced_precision:
+            assert runner.within_tolerance and runner.max_abs <= 1e-5 * expected.abs().max()
+    assert report.fastest is not None and report.fastest.within_tolerance
+    table = str(report)
+    assert "fastest within tolerance: " + report.fastest.name in table
+    for name in names:
+        assert name in table
+
+
+@needs_onnx
+def test_a_file_that_differs_from_eager_is_outside_tolerance(tmp_path: Path) -> None:
+    """Given files, compare runs those: an ONNX file of the same architecture with other weights
+    is reported with the difference computed here, outside tolerance, and never fastest."""
+    model, x = _cnn_and_input()
+    torch.manual_seed(1)
+    other = build("cnn_bn_dropout")
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    onnx_path = tsnative.export(other, x, tmp_path / "other.onnx").path
+    pt_path = tsnative.export(model, x, tmp_path / "same.pt").path
+    report = tsnative.compare(
+        model, x, files={"onnx": onnx_path, "torchscript": pt_path}, levels=("none",), rounds=2
+    )
+    onnx = next(runner for runner in report.runners if runner.format == "onnx")
+    with torch.no_grad():
+        want = model(x)
+    got = tsnative.load(onnx_path)(x)
+    assert onnx.max_abs == pytest.approx(float((got.double() - want.double()).abs().max()))
+    assert onnx.within_tolerance is False and "NO" in str(report)
+    assert report.fastest is not None and report.fastest.name == "torchscript none"
+
+
+def test_a_format_that_cannot_take_the_model_is_a_row_that_says_why() -> None:
+    """my_module's data-dependent branch: TorchScript scripts it, torch.export refuses it."""
+    x = ZOO["my_module"].cases["positive"]()[0]
+    report = tsnative.compare(build("my_module"), x, levels=("none",), rounds=2)
+    onnx = next(runner for runner in report.runners if runner.format == "onnx")
+    assert onnx.error and onnx.median_ms is None
+    if ONNX_MISSING:
+        assert "ONNX" in onnx.error
+    else:
+        assert "not exported" in onnx.error and "if input.sum() > 0" in onnx.error
+    assert report.fastest is not None and report.fastest.format == "torchscript"
+    assert onnx.error in str(report)
+
+
+def test_unknown_format_is_a_value_error() -> None:
+    model, x = _cnn_and_input()
+    with pytest.raises(ValueError, match="formats are torchscript, onnx, not 'tflite'"):
+        tsnative.compare(model, x, formats=("tflite",))
