@@ -3,6 +3,10 @@ and as a table; its differences checked against ones computed here from the same
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +84,35 @@ def test_unknown_format_is_a_value_error() -> None:
     model, x = _cnn_and_input()
     with pytest.raises(ValueError, match="formats are torchscript, onnx, not 'tflite'"):
         tsnative.compare(model, x, formats=("tflite",))
+
+
+def test_python_m_tsnative_compare_from_a_shell(tmp_path: Path) -> None:
+    """The same report for an eager model named by its import path and a saved input."""
+    x = ZOO["mlp_float64"].cases["b4"]()[0]
+    torch.save(x, tmp_path / "x.pt")
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent / "examples")]),
+    }
+    command = [sys.executable, "-m", "tsnative", "compare", "models:mlp_float64"]
+    command += ["--input", str(tmp_path / "x.pt"), "--levels", "none", "--rounds", "2", "--json"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    runners = {runner["name"]: runner for runner in report["runners"]}
+    assert runners["torchscript none"]["within_tolerance"] is True
+    assert runners["torchscript none"]["outputs"][0]["max_abs"] <= 1e-12  # float64, as saved
+    assert report["fastest"] in runners
+    bad = subprocess.run(
+        [sys.executable, "-m", "tsnative", "compare", "models:no_such", "--input", "x.pt"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "AttributeError" in bad.stderr
