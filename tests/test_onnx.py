@@ -128,7 +128,9 @@ def test_onnx_file_is_onnx_with_metadata(
     assert module.preprocess == {
         key: tiny_classifier.preprocess.get(key, value) for key, value in module.preprocess.items()
     }
-    assert module.signature().startswith("forward(Tensor x: float32[")
+    assert module.signature() == (
+        "forward(Tensor x: float32[batch, 3, 40, 40]) -> (Tensor output: float32[batch, 5])"
+    )
     assert "ONNX Runtime" in module.optimization
     x = torch.rand(3, 3, 40, 40)
     with torch.no_grad():

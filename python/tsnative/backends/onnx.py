@@ -307,8 +307,31 @@ def write_onnx(
             )
     except Exception as error:
         raise OnnxExportFailure(_export_cause(error)) from None
+    if dynamic_batch:
+        _name_batch_dimension(program.model.graph)
     program.model.metadata_props[METADATA_KEY] = metadata_json
     program.save(path)
+
+
+def _name_batch_dimension(graph: Any) -> None:
+    """torch.export names the dynamic batch "s77" or the like: call it "batch", everywhere the
+    graph uses that symbol, so that signatures read forward(Tensor x: float32[batch, 3, ...])."""
+    import onnx_ir as ir
+
+    batch = {
+        str(value.shape[0])
+        for value in graph.inputs
+        if value.shape is not None and len(value.shape) and not isinstance(value.shape[0], int)
+    }
+    values = [*graph.inputs, *graph.outputs, *(out for node in graph for out in node.outputs)]
+    for value in values:
+        if value.shape is not None and any(str(dim) in batch for dim in value.shape):
+            value.shape = ir.Shape(
+                [
+                    "batch" if not isinstance(dim, int) and str(dim) in batch else dim
+                    for dim in value.shape
+                ]
+            )
 
 
 def _export_cause(error: BaseException) -> str:
