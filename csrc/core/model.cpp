@@ -257,8 +257,8 @@ std::shared_ptr<Model> Model::load_archive(
     std::vector<std::string> build_notes;
     for (auto& variant :
          candidate_variants(module, options.optimize, context, method_names, build_notes)) {
-      const bool onednn_graph = variant.onednn_graph, fallback_only = variant.fallback_only;
-      built.push_back({make_runner(std::move(variant)), onednn_graph, fallback_only});
+      const bool fallback_only = variant.fallback_only;
+      built.push_back({make_runner(std::move(variant)), fallback_only});
     }
     return std::make_pair(std::move(built), std::move(build_notes));
   };
@@ -351,6 +351,7 @@ std::shared_ptr<Model::Runner> Model::make_runner(Variant variant) {
   auto runner = std::make_shared<Runner>(Runner{std::move(variant.module),
                                                 variant.input_dtype,
                                                 variant.as_saved,
+                                                variant.onednn_graph,
                                                 variant.name,
                                                 std::move(variant.name),
                                                 {}});
@@ -434,6 +435,10 @@ c10::IValue Model::run_object_method(const c10::intrusive_ptr<c10::ivalue::Objec
 c10::IValue Model::invoke(const Runner& runner, torch::jit::Function& function,
                           const c10::FunctionSchema& signature, c10::IValue self,
                           const std::string& name, std::vector<c10::IValue> args) const {
+  // The profiling executor optimizes the graph again for each new input shape; in the scope,
+  // those graphs are fused too (a batch size other than the warm-up's ran 3x slower unfused).
+  std::optional<OnednnGraphFusionScope> fusion;
+  if (runner.onednn_graph) fusion.emplace();
   try {
     signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
   } catch (const c10::Error& e) {

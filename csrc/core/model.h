@@ -104,13 +104,13 @@ class Model {
     torch::jit::Module module;
     c10::ScalarType input_dtype;
     bool as_saved;             // module is the saved module, not a frozen copy
+    bool onednn_graph;         // fused by oneDNN Graph: every call runs in a fusion scope
     std::string variant;       // its name, as optimize.h's candidate_variants gave it
     std::string optimization;  // the name, then how it was chosen and any notes
     std::unordered_map<std::string, torch::jit::Function*> functions;
   };
   struct Candidate {
     std::shared_ptr<Runner> runner;
-    bool onednn_graph;   // warmed up inside an OnednnGraphFusionScope
     bool fallback_only;  // tried only if every candidate before it failed
     std::vector<double> times_ms = {};
     double median_ms = 0;

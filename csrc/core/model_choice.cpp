@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <optional>
 
 #include "core/choice_cache.h"
 #include "core/errors.h"
@@ -75,8 +74,6 @@ Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
     if (candidate.fallback_only && !working.empty()) continue;
     try {
       // The profiling executor optimizes during these calls: fusion must be on for them.
-      std::optional<OnednnGraphFusionScope> fusion;
-      if (candidate.onednn_graph) fusion.emplace();
       for (int i = 0; i < std::max(warmup_runs, 2); ++i) run_forward(*candidate.runner, inputs);
       working.push_back(&candidate);
     } catch (const InferenceError& e) {

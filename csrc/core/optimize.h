@@ -37,8 +37,8 @@ struct Variant {
   torch::jit::Module module;
   c10::ScalarType input_dtype = c10::ScalarType::Float;  // float32 inputs are cast to this
   std::string name;  // e.g. "exact (float32, frozen, oneDNN Graph fusion)"
-  // Fused only if its first calls (when the profiling executor optimizes it) run inside an
-  // OnednnGraphFusionScope; calls with other input shapes later run it frozen but unfused.
+  // Fused only where its calls (the profiling executor optimizes it on the first ones of each
+  // input shape) run inside an OnednnGraphFusionScope: Model runs every call of it in one.
   bool onednn_graph = false;
   // Run only if every variant before it failed, never timed against them.
   bool fallback_only = false;
@@ -69,9 +69,10 @@ std::vector<Variant> candidate_variants(const torch::jit::Module& module, Optimi
                                         const std::vector<std::string>& methods,
                                         std::vector<std::string>& notes);
 
-// While one is alive, the graphs the profiling executor optimizes in this thread (a module's
-// first calls) get oneDNN Graph fusion. Unlike torch.jit.enable_onednn_fusion, which fuses
-// every graph in the process, other threads and other models are left alone.
+// While one is alive, the graphs the profiling executor optimizes in this thread (on a
+// module's first calls of each input shape) get oneDNN Graph fusion. Unlike
+// torch.jit.enable_onednn_fusion, which fuses every graph in the process, other threads and other
+// models are left alone.
 class OnednnGraphFusionScope {
  public:
   OnednnGraphFusionScope();

@@ -163,8 +163,8 @@ def load(
     tuples or lists of them; image models exported with tsnative.export have one implied) the
     model is warmed up inside load, the candidate
     variants (oneDNN Graph fusion among them, on CPU) are timed and the fastest kept: see
-    `Module.optimization`. Fused kernels are built for the warm-up input's shapes; calls with
-    other shapes still work, unfused, so warm up with the batch size you will run. Without
+    `Module.optimization`. The variant is chosen on the warm-up input's shapes; a call with
+    a new shape is slower (fused kernels are built for it) and later ones of it are not. Without
     warm-up inputs, the first call of forward does this on its own arguments (it takes
     seconds, as `Module.optimization` then says) and the fastest variant runs from then on.
 
