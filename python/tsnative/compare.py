@@ -15,11 +15,13 @@ from typing import Any
 import torch
 
 from . import _C
+from .export import FORMATS as SUFFIXES
 from .export import ExportError, export
 from .module import Module, PathLike, load
 
 LEVELS = ("none", "exact", "fast")
-FORMATS = ("torchscript", "onnx")
+FORMATS = tuple(SUFFIXES.values())  # what export() writes: "torchscript", "onnx"
+_SUFFIX = {name: suffix for suffix, name in SUFFIXES.items()}
 MIN_COSINE = 0.99  # a reduced-precision runner of a model that is not a classifier
 
 
@@ -166,9 +168,6 @@ def compare(
             continue
         _judge(runner, _tensors(call()), reference, k, classifier, rtol, atol)
     return Comparison(runners, k, rtol, atol, rounds)
-
-
-_SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 
 
 def _eager(model: torch.nn.Module, example: tuple[Any, ...]) -> Any:

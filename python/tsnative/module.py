@@ -187,8 +187,7 @@ def load(
     if isinstance(source, (bytes, bytearray, memoryview)):
         if onnx.is_onnx(bytes(memoryview(source)[:8])):
             described = f"the ONNX model in memory ({len(memoryview(source))} bytes)"
-            model = onnx.OnnxModel.load(bytes(source), described, "", device, optimize)
-            return _warmed_up(Module(model), warmup_inputs)
+            return _onnx_module(bytes(source), described, "", device, optimize, warmup_inputs)
         return Module(
             _C.Model.load_from_memory(
                 source, _load_options(device, optimize, warmup_inputs, cache_dir)
@@ -196,8 +195,7 @@ def load(
         )
     path = os.fspath(source)
     if onnx.is_onnx(_first_bytes(path)):
-        model = onnx.OnnxModel.load(path, repr(path), path, device, optimize)
-        return _warmed_up(Module(model), warmup_inputs)
+        return _onnx_module(path, repr(path), path, device, optimize, warmup_inputs)
     return Module(_C.Model.load(path, _load_options(device, optimize, warmup_inputs, cache_dir)))
 
 
@@ -229,9 +227,17 @@ def _first_bytes(path: str) -> bytes:
         return b""
 
 
-def _warmed_up(module: Module, warmup_inputs: tuple[Any, ...] | None) -> Module:
-    """An ONNX Runtime session's first run allocates its buffers: done here, as load does for
-    TorchScript."""
+def _onnx_module(
+    model: str | bytes,
+    source: str,
+    path: str,
+    device: str,
+    optimize: Optimize,
+    warmup_inputs: tuple[Any, ...] | None,
+) -> Module:
+    """An ONNX model (a path or the file's bytes) in an ONNX Runtime session, warmed up on
+    `warmup_inputs` if given: its first run allocates its buffers, here as in the core's load."""
+    module = Module(onnx.OnnxModel.load(model, source, path, device, optimize))
     if warmup_inputs is not None:
         module(*warmup_inputs)
     return module
