@@ -104,13 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         name: MODELS[name].save_torchscript(work) for name in sorted(needed) if name not in skipped
     }
 
+    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(machine["isa"]))
     latency: list[LatencyResult] = []
     if "latency" in args.sections:
         for name in (name for name in args.models if name in scripts):
             for batch in args.batches:
                 wait_for_quiet(args.wait_quiet)
                 case = Case.make(MODELS[name], batch, scripts[name])
-                result = measure_latency(case, ts_infer, settings, work)
+                result = measure_latency(case, ts_infer, settings, work, native_bf16)
                 print_latency(result, settings.threads)
                 latency.append(result)
     startup = overhead = throughput = None
@@ -123,7 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "threads" in args.sections:
         wait_for_quiet(args.wait_quiet)
         throughput = measure_throughput(scripts[CLASSIFIER], settings)
-    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(machine["isa"]))
     targets = evaluate_targets(latency, startup, overhead, native_bf16)
     print_targets(targets)
     noisy = noisy_measurements(latency, startup, overhead, throughput)

@@ -144,3 +144,21 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         options = {"quality": 90} if name.endswith(".jpg") else {}
         image.save(directory / name, **options)
     return directory
+
+
+@pytest.fixture(scope="session")
+def classifier_package(
+    tiny_classifier: Classifier, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny classifier as an AOTInductor package, exported from a batch of one (the batch
+    stays dynamic)."""
+    path = tmp_path_factory.mktemp("aoti_classifier") / "tiny.pt2"
+    tsnative.export(
+        tiny_classifier.eager,
+        torch.rand(1, 3, 40, 40),
+        path,
+        labels=tiny_classifier.labels,
+        preprocess=tiny_classifier.preprocess,
+        progress=False,
+    )
+    return path

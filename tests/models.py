@@ -443,6 +443,14 @@ def export(model: nn.Module, how: str, example_inputs: Inputs, *, strict: bool =
     raise ValueError(f"unknown export {how!r}")
 
 
+def example_and_checks(name: str) -> tuple[Inputs, list[Inputs]]:
+    """For exports through torch.export: a ZOO model's largest case as the example (a batch of
+    1 can be specialised into the graph), the others as check inputs."""
+    cases = {case: make() for case, make in ZOO[name].cases.items()}
+    largest = max(cases, key=lambda case: cases[case][0].numel() if cases[case] else 0)
+    return cases[largest], [inputs for case, inputs in cases.items() if case != largest]
+
+
 def parity_params(*, logits_only: bool = False) -> list[tuple[str, str, str]]:
     """(model, export, case) for every model, export that is valid for it, and input case."""
     params = []

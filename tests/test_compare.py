@@ -22,10 +22,16 @@ def _cnn_and_input() -> tuple[torch.nn.Module, torch.Tensor]:
 
 def test_compare_exports_each_format_and_reports_each_runner() -> None:
     model, x = _cnn_and_input()
-    formats = ("torchscript", "onnx") if not ONNX_MISSING else ("torchscript",)
+    formats = ("torchscript", "aoti") + (("onnx",) if not ONNX_MISSING else ())
     report = tsnative.compare(model, x, formats=formats, rounds=3)
     names = [runner.name for runner in report.runners]
-    assert names[:4] == ["eager", "torchscript none", "torchscript exact", "torchscript fast"]
+    assert names[:5] == [
+        "eager",
+        "torchscript none",
+        "torchscript exact",
+        "torchscript fast",
+        "aoti",
+    ]
     assert ("onnx" in names) == (not ONNX_MISSING)
     with torch.no_grad():
         expected = model(x)
@@ -82,7 +88,7 @@ def test_a_format_that_cannot_take_the_model_is_a_row_that_says_why() -> None:
 
 def test_unknown_format_is_a_value_error() -> None:
     model, x = _cnn_and_input()
-    with pytest.raises(ValueError, match="formats are torchscript, onnx, not 'tflite'"):
+    with pytest.raises(ValueError, match="formats are torchscript, aoti, onnx, not 'tflite'"):
         tsnative.compare(model, x, formats=("tflite",))
 
 

@@ -61,6 +61,25 @@ def test_example_app_prints_what_classify_returns(
     assert result.stdout.splitlines() == expected
 
 
+def test_example_app_runs_a_package_as_it_runs_a_torchscript_file(
+    example_app: Path, classifier_package: Path, photo_dir: Path
+) -> None:
+    """The same C++ program, unchanged, on a .pt2: the core's Model takes either format."""
+    images = sorted(photo_dir.iterdir())[:2]
+    result = subprocess.run(
+        [example_app, classifier_package, *images], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    expected = []
+    for classification in tsnative.classify(classifier_package, images):
+        expected.append(classification.path)
+        expected += [
+            f"  {p.label or p.index}: {100 * p.probability:.2f}%"
+            for p in classification.predictions
+        ]
+    assert result.stdout.splitlines() == expected
+
+
 def test_example_app_errors(example_app: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [example_app, tmp_path / "missing.pt", tmp_path / "x.png"],

@@ -19,7 +19,7 @@ import torch
 import tsnative
 from conftest import Classifier
 from helpers import assert_outputs_equal, eager_topk, run_cli, run_python
-from models import ZOO, SavedModels, build
+from models import ZOO, SavedModels, build, example_and_checks
 
 
 def _onnx_missing() -> str:
@@ -46,14 +46,6 @@ ONNX_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
 }
 
 
-def _example_and_checks(name: str) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    """The zoo's largest case as the example (a batch of 1 can be specialised into the graph),
-    the others as check inputs."""
-    cases = {case: make() for case, make in ZOO[name].cases.items()}
-    largest = max(cases, key=lambda case: cases[case][0].numel() if cases[case] else 0)
-    return cases[largest], [inputs for case, inputs in cases.items() if case != largest]
-
-
 @pytest.fixture(scope="module")
 def onnx_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """Each zoo model exported to ONNX once: its path, or the exporter's reason it cannot be."""
@@ -62,7 +54,7 @@ def onnx_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     directory = tmp_path_factory.mktemp("onnx")
     exported: dict[str, Path | str] = {}
     for name in ZOO:
-        example, checks = _example_and_checks(name)
+        example, checks = example_and_checks(name)
         path = directory / f"{name}.onnx"
         try:
             tsnative.export(build(name), example, path, check_inputs=checks)

@@ -17,6 +17,7 @@ from .common import LEVELS, Settings, first_line, log
 from .machine import TsInfer, global_state
 from .measure import OtherLoad, Runner, median_p90, other_load, run_rounds
 from .models import Case, call_with_reset
+from .packages import package_runners
 from .peers import peer_runners
 
 
@@ -91,8 +92,10 @@ def ts_infer_rows(
     typical_ms: float,
     settings: Settings,
     work: Path,
+    packages: dict[str, Path],
 ) -> list[Row]:
-    """ts-infer --repeat N at each level: its own process, so not interleaved with the rest."""
+    """ts-infer --repeat N at each level, and on each package: its own process, so not
+    interleaved with the rest."""
     if case.model.ts_infer_reason:
         return [Row("ts-infer", error=f"not measured: {case.model.ts_infer_reason}")]
     input_args = []
@@ -102,10 +105,12 @@ def ts_infer_rows(
     repeat = int(settings.ts_infer_s * 1000 / max(typical_ms, 1e-3))
     repeat = min(max(repeat, settings.ts_infer_min_repeat), 5000)
     rows = []
-    for level in LEVELS:
-        name = f"ts-infer {level}"
-        output_path = work / f"output-{level}.pt"
-        command = [str(ts_infer.path), str(case.script_path), *input_args, "--json"]
+    runs = [(f"ts-infer {level}", case.script_path, level) for level in LEVELS]
+    runs += [(f"ts-infer .pt2 {precision}", path, "none") for precision, path in packages.items()]
+    for name, model_path, level in runs:
+        reduced = level == "fast" or name.endswith("bf16")
+        output_path = work / f"output-{name.replace(' ', '-')}.pt"
+        command = [str(ts_infer.path), str(model_path), *input_args, "--json"]
         command += ["--repeat", str(repeat), "--threads", str(settings.threads)]
         command += ["--save-output", str(output_path), "--optimize", level, "--cache-dir", ""]
         log(f"  {name} --repeat {repeat}")
@@ -124,14 +129,16 @@ def ts_infer_rows(
                 samples=repeat,
                 setup_ms=report.get("load_ms"),
                 first_call_ms=report.get("first_forward_ms"),
-                check=case.check(output, reduced_precision=level == "fast"),
+                check=case.check(output, reduced_precision=reduced),
                 optimization=str(report.get("optimization", "")),
             )
         )
     return rows
 
 
-def measure_latency(case: Case, ts_infer: TsInfer, settings: Settings, work: Path) -> LatencyResult:
+def measure_latency(
+    case: Case, ts_infer: TsInfer, settings: Settings, work: Path, native_bf16: bool
+) -> LatencyResult:
     result = LatencyResult(case.model.name, case.batch, case.model.about)
     log(f"{case.model.name} batch {case.batch}: exporting and loading")
     peers, result.onnx_error = peer_runners(case, settings, work)
@@ -141,6 +148,9 @@ def measure_latency(case: Case, ts_infer: TsInfer, settings: Settings, work: Pat
         runner.warm_up(settings.warmup)
     before = global_state()
     ours, failures = tsnative_runners(case)
+    packages, package_errors, package_paths = package_runners(case, native_bf16, work)
+    ours += packages
+    failures += [Row(name, error=error) for name, error in package_errors]
     after = global_state()
     result.state_changed_by_load = {
         key: [before[key], after[key]] for key in before if before[key] != after[key]
@@ -171,7 +181,7 @@ def measure_latency(case: Case, ts_infer: TsInfer, settings: Settings, work: Pat
     result.rows += failures
     typical_ms = result.rows[0].median_ms or 1.0  # eager's: sizes ts-infer's --repeat
     with other_load() as ts_infer_load:
-        result.rows += ts_infer_rows(case, ts_infer, typical_ms, settings, work)
+        result.rows += ts_infer_rows(case, ts_infer, typical_ms, settings, work, package_paths)
     result.other_load_cores = max(rounds_load.cores, ts_infer_load.cores)
     add_ratios(result)
     return result
@@ -192,7 +202,8 @@ def add_ratios(result: LatencyResult) -> None:
     for row in result.rows:
         if row.peer or not row.median_ms:
             continue
-        reduced = row.reduced_precision or " fast" in row.runner  # ts-infer's rows: by name
+        # ts-infer's rows: by name
+        reduced = row.reduced_precision or " fast" in row.runner or row.runner.endswith("bf16")
         against = best if reduced else best_fp32
         row.ratio_best_peer = row.median_ms / (against.median_ms or 1.0)
         if ort is not None and ort.median_ms:

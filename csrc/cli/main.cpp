@@ -63,7 +63,9 @@ const CLI::Validator kAtLeastOne(
     "N>=1");
 
 void add_flags(CLI::App& app, Options& options) {
-  app.add_option("model", options.model, "TorchScript file (torch.jit.save / .save())")->required();
+  app.add_option("model", options.model,
+                 "TorchScript file (.pt, torch.jit.save) or AOTInductor package (.pt2)")
+      ->required();
   auto* images = app.add_option("images", options.images,
                                 "Images (JPEG, PNG) or folders of them to classify, preprocessed "
                                 "as the model's metadata says unless the flags below override it");
@@ -332,8 +334,10 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Run a TorchScript model natively and print the top-k classes of its output.",
-               "ts-infer"};
+  CLI::App app{
+      "Run a TorchScript model or AOTInductor package natively and print the top-k classes of its "
+      "output.",
+      "ts-infer"};
   app.set_version_flag("--version", std::string("ts-infer ") + TSNATIVE_VERSION + " (LibTorch " +
                                         tsnative::torch_version() + ")");
   Options options;

@@ -11,6 +11,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include "core/archive_guard.h"
+#include "core/backends/aoti.h"
 #include "core/choice_cache.h"
 #include "core/errors.h"
 #include "core/ivalues.h"
@@ -147,6 +148,15 @@ c10::IValue map_tensors(const c10::IValue& value, const Convert& convert) {
 }
 
 // Whether any tensor inside `value` satisfies `test`.
+// Checks `args` against `signature` (without self: it counts what the caller gave).
+void check_arguments(const c10::FunctionSchema& signature, std::vector<c10::IValue>& args) {
+  try {
+    signature.checkAndNormalizeInputs(args);
+  } catch (const c10::Error& e) {
+    throw ArgumentError(first_line(e.what_without_backtrace()));
+  }
+}
+
 template <typename Test>
 bool any_tensor(const c10::IValue& value, const Test& test) {
   return any_value(value,
@@ -207,17 +217,18 @@ std::shared_ptr<Model> Model::load_archive(
     const std::string& path, const std::string& source, const c10::Device& device,
     const LoadOptions& options,
     const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive) {
-  char first[8] = {};
-  const auto read = archive->read(0, first, std::min<uint64_t>(sizeof first, archive->size()));
-  if (sniff_model_format(first, read) == ModelFormat::kOnnx) {
+  const auto format = archive_model_format(archive);
+  if (format == ModelFormat::kOnnx) {
     throw UnsupportedFormatError(
         source +
-        " is an ONNX model, and this core runs TorchScript: run it from Python, where "
-        "tsnative.load runs ONNX models with ONNX Runtime (pip install 'tsnative[onnx]')");
+        " is an ONNX model, and this core runs TorchScript and AOTInductor packages: run it "
+        "from Python, where tsnative.load runs ONNX models with ONNX Runtime (pip install "
+        "'tsnative[onnx]')");
   }
   if (const auto problem = archive_problem(archive); !problem.empty()) {
     throw LoadError(source + " is corrupt: " + problem);
   }
+  if (format == ModelFormat::kAotInductor) return load_package(path, source, device, options);
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra_files{{kMetadataFile, ""}};
   try {
@@ -316,6 +327,38 @@ std::shared_ptr<Model> Model::load_archive(
   return model;
 }
 
+std::shared_ptr<Model> Model::load_package(const std::string& path, const std::string& source,
+                                           const c10::Device& device, const LoadOptions& options) {
+  if (path.empty()) {
+    throw UnsupportedFormatError(
+        source +
+        " is an AOTInductor package, which loads from a file (its compiled code is a "
+        "shared library): save it and load its path");
+  }
+  if (options.optimize != OptimizeLevel::kNone) {
+    throw OptionError(std::string("optimize='") + optimize_level_name(options.optimize) +
+                      "' applies to TorchScript models, and " + source +
+                      " is an AOTInductor package, compiled and optimized ahead of time: load "
+                      "it with optimize='none' (for bfloat16, export it from a bfloat16 model)");
+  }
+  std::shared_ptr<Model> model(
+      new Model(path, source, device, AotiPackage::load(path, source, device)));
+  // Its first call allocates the package's buffers; made here, as a TorchScript load warms up.
+  std::vector<std::string> notes;
+  const auto inputs = warmup_inputs(options, model->metadata_, notes);
+  if (!inputs.empty()) {
+    try {
+      model->run("forward", inputs);
+    } catch (const InferenceError& e) {
+      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+      if (!options.warmup_inputs.empty()) {
+        throw InferenceError("warming up " + source + " failed: " + e.what());
+      }
+    }
+  }
+  return model;
+}
+
 std::vector<c10::IValue> Model::warmup_inputs(const LoadOptions& options, const Metadata& metadata,
                                               std::vector<std::string>& notes) {
   if (!options.warmup_inputs.empty() || options.warmup_runs < 1) return options.warmup_inputs;
@@ -378,12 +421,32 @@ Model::Model(std::string path, std::string source, c10::Device device, Metadata 
   }
 }
 
+Model::Model(std::string path, std::string source, c10::Device device,
+             std::shared_ptr<const AotiPackage> package)
+    : path_(std::move(path)),
+      source_(std::move(source)),
+      device_(device),
+      metadata_(package->metadata()),
+      package_(std::move(package)) {
+  signatures_.emplace("forward", package_->signature());
+}
+
 std::shared_ptr<const Model::Runner> Model::runner() const {
   std::lock_guard<std::mutex> lock(runner_mutex_);
   return runner_;
 }
 
+std::shared_ptr<const Model::Runner> Model::script_runner(const char* what) const {
+  if (package_ != nullptr) {
+    throw InferenceError(std::string(what) + " of " + source_ +
+                         " cannot be read: an AOTInductor package has compiled them into its "
+                         "code; read them from the eager model, or from a TorchScript export");
+  }
+  return runner();
+}
+
 std::string Model::optimization() const {
+  if (package_ != nullptr) return package_->description();
   std::lock_guard<std::mutex> lock(runner_mutex_);
   return choice_ != nullptr && !choice_->chosen ? choice_->description : runner_->optimization;
 }
@@ -402,6 +465,10 @@ const c10::FunctionSchema& Model::find(const std::string& method) const {
 
 c10::IValue Model::run(const std::string& method, std::vector<c10::IValue> args) const {
   const auto& signature = find(method);
+  if (package_ != nullptr) {
+    check_arguments(signature, args);
+    return package_->run(args);
+  }
   if (choice_ != nullptr && method == "forward") {
     std::call_once(choice_->once, [this, &args] { choose_on_first_call(args); });
   }
@@ -428,8 +495,8 @@ c10::IValue Model::run_object_method(const c10::intrusive_ptr<c10::ivalue::Objec
                                      const std::string& method,
                                      std::vector<c10::IValue> args) const {
   const auto found = find_object_method(*object, method);
-  return invoke(*runner(), *found.function, found.signature, object,
-                object_type_name(*object) + "." + method, std::move(args));
+  return invoke(*script_runner("the methods of returned objects"), *found.function, found.signature,
+                object, object_type_name(*object) + "." + method, std::move(args));
 }
 
 c10::IValue Model::invoke(const Runner& runner, torch::jit::Function& function,
@@ -439,11 +506,7 @@ c10::IValue Model::invoke(const Runner& runner, torch::jit::Function& function,
   // those graphs are fused too (a batch size other than the warm-up's ran 3x slower unfused).
   std::optional<OnednnGraphFusionScope> fusion;
   if (runner.onednn_graph) fusion.emplace();
-  try {
-    signature.checkAndNormalizeInputs(args);  // without self: counts what the caller gave
-  } catch (const c10::Error& e) {
-    throw ArgumentError(first_line(e.what_without_backtrace()));
-  }
+  check_arguments(signature, args);
   args.insert(args.begin(), std::move(self));
   const auto input_dtype = runner.input_dtype;
   // Tensors go to the model's device; float32 ones also to the variant's compute dtype.
@@ -506,17 +569,17 @@ std::vector<std::pair<std::string, at::Tensor>> detached(const Slots& slots) {
 }  // namespace
 
 std::vector<std::pair<std::string, at::Tensor>> Model::named_parameters() const {
-  const auto current = runner();
+  const auto current = script_runner("the parameters");
   return detached(saved_module(*current, "the parameters").named_parameters(/*recurse=*/true));
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Model::named_buffers() const {
-  const auto current = runner();
+  const auto current = script_runner("the buffers");
   return detached(saved_module(*current, "the buffers").named_buffers(/*recurse=*/true));
 }
 
 std::vector<std::pair<std::string, c10::IValue>> Model::attributes() const {
-  const auto current = runner();
+  const auto current = script_runner("the attributes");
   std::vector<std::pair<std::string, c10::IValue>> values;
   for (const auto& slot :
        saved_module(*current, "the attributes").named_attributes(/*recurse=*/true)) {

@@ -1,5 +1,7 @@
-// Model: a TorchScript module loaded once, in eval mode, on one device, callable from many
-// threads at once. load(path, options) -> run(method, args) -> outputs.
+// Model: a model file loaded once, in eval mode, on one device, callable from many threads at
+// once. load(path, options) -> run(method, args) -> outputs. What every front end holds,
+// whatever the format: a TorchScript archive (.pt: its variants are here and in optimize.h) or
+// an AOTInductor package (.pt2: backends/aoti.h), told apart by the file's contents.
 #pragma once
 
 #include <exception>
@@ -21,6 +23,8 @@
 
 namespace tsnative {
 
+class AotiPackage;
+
 // How a model is loaded. Front ends fill this from keyword arguments or flags; the defaults
 // here are the only defaults.
 struct LoadOptions {
@@ -40,16 +44,19 @@ struct LoadOptions {
 class Model {
  public:
   // Loads a TorchScript archive onto options.device, puts it in eval mode, applies
-  // options.optimize and warms it up. With several variants to choose from, the fastest on the
-  // warm-up inputs is kept; without warm-up inputs, the first call of forward times them on
-  // its arguments (that call takes longer) and keeps the fastest from then on.
-  // Throws LoadError (missing file, not TorchScript, newer format, unavailable device)
-  // or OptionError (malformed options).
+  // options.optimize and warms it up; or an AOTInductor package, which has only forward,
+  // takes tensors, and has no optimize levels (Inductor optimized it when it was compiled). With
+  // several variants to choose from, the fastest on the warm-up inputs is kept; without warm-up
+  // inputs, the first call of forward times them on its arguments (that call takes longer) and
+  // keeps the fastest from then on. Throws LoadError (missing file, not a model, newer format,
+  // unavailable device, a package compiled for another device or CPU) or OptionError (malformed
+  // options, or an optimize level for a package).
   static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options = {});
 
   // Loads a TorchScript archive held in memory: `size` bytes at `data`, read in place (they
   // must stay valid during the call, not after it). Messages describe it by its size and first
-  // bytes; path() is "". Throws as load() does.
+  // bytes; path() is "". Throws as load() does, and UnsupportedFormatError for an AOTInductor
+  // package (its compiled code is a shared library, loaded from a file).
   static std::shared_ptr<Model> load_from_memory(const void* data, size_t size,
                                                  const LoadOptions& options = {});
 
@@ -140,6 +147,11 @@ class Model {
   Model(std::string path, std::string source, c10::Device device, Metadata metadata,
         std::shared_ptr<Runner> runner);
   static std::shared_ptr<Runner> make_runner(Variant variant);
+  Model(std::string path, std::string source, c10::Device device,
+        std::shared_ptr<const AotiPackage> package);
+  // load() for an AOTInductor package at `path`.
+  static std::shared_ptr<Model> load_package(const std::string& path, const std::string& source,
+                                             const c10::Device& device, const LoadOptions& options);
   // Checks and loads the archive `archive` reads (a file or memory), then does the rest of
   // load(): metadata, variants, warm-up. `source` names the archive in messages.
   static std::shared_ptr<Model> load_archive(
@@ -148,6 +160,9 @@ class Model {
       const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive);
   // The variant that runs now (the first candidate until a first-call choice is made).
   std::shared_ptr<const Runner> runner() const;
+  // runner(), for what only a TorchScript module has (`what`: "the parameters", ...): throws
+  // InferenceError for a package.
+  std::shared_ptr<const Runner> script_runner(const char* what) const;
   const c10::FunctionSchema& find(const std::string& method) const;
   // Calls `function` of `runner` on `self` and `args` checked against `signature` (without
   // self); `name` ("forward", "Pair.swap") is how errors call it.
@@ -190,6 +205,7 @@ class Model {
   mutable std::mutex runner_mutex_;
   mutable std::shared_ptr<const Runner> runner_;  // guarded by runner_mutex_
   std::unique_ptr<FirstCallChoice> choice_;       // null once load() has chosen
+  std::shared_ptr<const AotiPackage> package_;    // an AOTInductor package's; no runner_ then
 };
 
 }  // namespace tsnative

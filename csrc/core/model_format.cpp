@@ -1,7 +1,11 @@
 #include "core/model_format.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include <caffe2/serialize/inline_container.h>
 
 namespace tsnative {
 namespace {
@@ -32,10 +36,32 @@ ModelFormat sniff_model_format(const char* data, size_t size) {
   return ModelFormat::kUnknown;
 }
 
+ModelFormat archive_model_format(
+    const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& archive) {
+  char first[8] = {};
+  const auto read = archive->read(0, first, std::min<uint64_t>(sizeof first, archive->size()));
+  const auto format = sniff_model_format(first, read);
+  if (format != ModelFormat::kTorchScript) return format;
+  std::vector<std::string> records;
+  try {
+    records = caffe2::serialize::PyTorchStreamReader(archive).getAllRecords();
+  } catch (const std::exception&) {
+    return format;  // not a zip PyTorch reads: the TorchScript loader says why
+  }
+  // A TorchScript archive's tensors are data/<n>; a package's compiled model sits under
+  // data/aotinductor/<model name>/.
+  const bool package = std::any_of(records.begin(), records.end(), [](const std::string& name) {
+    return name.rfind("data/aotinductor/", 0) == 0;
+  });
+  return package ? ModelFormat::kAotInductor : format;
+}
+
 std::string model_format_name(ModelFormat format) {
   switch (format) {
     case ModelFormat::kTorchScript:
       return "TorchScript";
+    case ModelFormat::kAotInductor:
+      return "AOTInductor";
     case ModelFormat::kOnnx:
       return "ONNX";
     case ModelFormat::kUnknown:

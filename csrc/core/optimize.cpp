@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include <ATen/cpu/Utils.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/csrc/jit/ir/constants.h>
@@ -10,15 +9,10 @@
 #include <torch/csrc/jit/runtime/graph_iterator.h>
 
 #include "core/errors.h"
+#include "core/runtime.h"
 
 namespace tsnative {
 namespace {
-
-bool capability(const char* name) {
-  const auto capabilities = at::cpu::get_cpu_capabilities();
-  const auto found = capabilities.find(name);
-  return found != capabilities.end() && found->second.isBool() && found->second.toBool();
-}
 
 using torch::jit::Graph;
 
@@ -146,7 +140,7 @@ const char* optimize_level_name(OptimizeLevel level) {
   return optimize_level_names().at(static_cast<size_t>(level)).c_str();
 }
 
-bool cpu_has_native_bf16() { return capability("avx512_bf16") || capability("amx_bf16"); }
+bool cpu_has_native_bf16() { return cpu_has("avx512_bf16") || cpu_has("amx_bf16"); }
 
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
                                         const VariantContext& context,

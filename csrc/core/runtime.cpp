@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/Utils.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -79,6 +80,12 @@ void load_library(const std::string& path) {
     const char* reason = dlerror();
     throw LoadError(what + ": " + (reason ? reason : "dlopen failed"));
   }
+}
+
+bool cpu_has(const std::string& capability) {
+  const auto capabilities = at::cpu::get_cpu_capabilities();
+  const auto found = capabilities.find(capability);
+  return found != capabilities.end() && found->second.isBool() && found->second.toBool();
 }
 
 std::string torch_version() { return TORCH_VERSION; }

@@ -31,6 +31,10 @@ bool cuda_available();
 // not a shared object, an undefined symbol, an operator registered twice).
 void load_library(const std::string& path);
 
+// Whether this CPU has the named capability, as LibTorch's cpuinfo names them ("avx2",
+// "avx512_bf16", "amx_tile", ...; at::cpu::get_cpu_capabilities lists them).
+bool cpu_has(const std::string& capability);
+
 // The LibTorch version tsnative was compiled against, e.g. "2.13.0".
 std::string torch_version();
 

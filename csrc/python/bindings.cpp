@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/extension.h>
 
+#include "core/backends/aoti.h"
 #include "core/classify.h"
 #include "core/errors.h"
 #include "core/image.h"
@@ -455,6 +456,7 @@ void bind_images(py::module_& m) {
       .def("to_json", [](const Metadata& metadata) { return to_json(metadata); })
       .def_static("from_json", &parse_metadata, py::arg("text"), py::arg("source"));
   m.attr("METADATA_FILE") = kMetadataFile;
+  m.attr("PACKAGE_INPUTS_KEY") = kInputsMetadataKey;
   m.def("resolve_labels", &resolve_labels, py::arg("spec"));
   m.def(
       "softmax_topk",

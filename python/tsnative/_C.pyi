@@ -12,6 +12,7 @@ class ArgumentError(InferenceError, TypeError): ...
 class InputError(ValueError): ...
 
 METADATA_FILE: str
+PACKAGE_INPUTS_KEY: str
 
 class Preprocess:
     resize: int

@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a tensor file (torch.save) per forward argument, in order",
     )
     command.add_argument("--pt", metavar="FILE", help="a TorchScript file to compare (not export)")
+    command.add_argument("--pt2", metavar="FILE", help="an AOTInductor package to compare")
     command.add_argument("--onnx", metavar="FILE", help="an ONNX file to compare (not export)")
     command.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     command.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS))
@@ -63,7 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = _eager_model(args.model)
         inputs = tuple(torch.load(path, weights_only=True) for path in args.input)
-        files = {name: path for name, path in (("torchscript", args.pt), ("onnx", args.onnx))}
+        files = {
+            name: path
+            for name, path in (
+                ("torchscript", args.pt),
+                ("aoti", args.pt2),
+                ("onnx", args.onnx),
+            )
+        }
         report = compare(
             model,
             inputs,

@@ -20,7 +20,7 @@ from .export import ExportError, export
 from .module import Module, PathLike, load
 
 LEVELS = ("none", "exact", "fast")
-FORMATS = tuple(SUFFIXES.values())  # what export() writes: "torchscript", "onnx"
+FORMATS = tuple(SUFFIXES.values())  # what export() writes: "torchscript", "aoti", "onnx"
 _SUFFIX = {name: suffix for suffix, name in SUFFIXES.items()}
 MIN_COSINE = 0.99  # a reduced-precision runner of a model that is not a classifier
 
@@ -38,8 +38,8 @@ class OutputDifference:
 class Runner:
     """One way of running the model, as measured."""
 
-    name: str  # "eager", "torchscript exact", "onnx"
-    format: str  # "eager", "torchscript", "onnx"
+    name: str  # "eager", "torchscript exact", "aoti", "onnx"
+    format: str  # "eager", "torchscript", "aoti", "onnx"
     level: str  # the optimize level ("" for eager and ONNX)
     optimization: str = ""  # what the loaded model says it runs
     median_ms: float | None = None
@@ -129,9 +129,10 @@ def compare(
 ) -> Comparison:
     """Runs `model` eagerly and as each deployment format on `inputs` and compares them.
 
-    formats: which to try, "torchscript" (natively, at each optimize level of `levels`) and
-    "onnx" (ONNX Runtime). Each is exported from `model` into a temporary folder, or taken
-    from `files` ({"torchscript": path, "onnx": path}). Reports per runner the largest
+    formats: which to try, "torchscript" (natively, at each optimize level of `levels`),
+    "aoti" (an AOTInductor package, natively; compiling it takes tens of seconds) and "onnx"
+    (ONNX Runtime). Each is exported from `model` into a temporary folder, or taken from
+    `files` ({"torchscript": path, "aoti": path, "onnx": path}). Reports per runner the largest
     absolute and relative difference of its outputs against eager's, top-k agreement for a
     classifier (a 2-D floating first output), cosine similarity, and median latency over
     `rounds` interleaved calls after warm-up. Print the result for the table; `.fastest` is

@@ -1,4 +1,5 @@
-"""`export`: eager model -> a TorchScript or ONNX file that describes itself, proven to match."""
+"""`export`: eager model -> a TorchScript, AOTInductor or ONNX file that describes itself,
+proven to match."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Literal
 import torch
 
 from . import _C
-from .backends import onnx
+from .backends import aoti, onnx
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -112,21 +113,29 @@ def _trace_hint(method_used: str, tracer_warnings: list[str]) -> str:
 
 
 # The suffixes export() knows, and the format each writes.
-FORMATS = {".pt": "torchscript", ".onnx": "onnx"}
-Format = Literal["torchscript", "onnx"]
+FORMATS = {".pt": "torchscript", ".pt2": "aoti", ".onnx": "onnx"}
+Format = Literal["torchscript", "aoti", "onnx"]
+
+
+# Formats written by torch.export and another step: their name in messages, the exporter.
+_EXPORTERS = {
+    "onnx": ("ONNX", "torch.onnx.export"),
+    "aoti": ("AOTInductor", "torch._inductor.aoti_compile_and_package"),
+}
 
 
 def _format_of(path: Path, format: Format | None) -> Format:
     if format is not None:
         if format not in FORMATS.values():
-            raise ValueError(f"format must be 'torchscript' or 'onnx', not {format!r}")
+            names = ", ".join(repr(name) for name in FORMATS.values())
+            raise ValueError(f"format must be one of {names}, not {format!r}")
         return format
     found = FORMATS.get(path.suffix.lower())
     if found is None:
         known = ", ".join(f"{suffix} ({name})" for suffix, name in FORMATS.items())
         raise ExportError(
             f"cannot tell the format from the name {path.name!r}: the known suffixes are "
-            f"{known}; or say it with format='torchscript' / format='onnx'"
+            f"{known}; or say it with format= (one of those names)"
         )
     return found  # type: ignore[return-value]
 
@@ -153,18 +162,23 @@ def export(
     atol: float = 1e-5,
     format: Format | None = None,
     dynamic_batch: bool = True,
+    progress: bool | None = None,
 ) -> Module:
     """Saves `model` as a file that carries its labels and preprocessing, proven to match.
 
-    The format follows the suffix: ``.pt`` TorchScript, ``.onnx`` ONNX (or ``format=``).
-    TorchScript: method "script" compiles the Python code; "trace" records one run on
-    `example_inputs`; "auto" scripts when it can and traces otherwise. ONNX: torch.onnx.export
-    (torch.export, then ONNX Script), the first dimension dynamic unless dynamic_batch=False,
-    tensor arguments only; labels and preprocessing go into the model's metadata_props. Either
-    way the written file is then run (natively, or by ONNX Runtime) on `example_inputs`, on
-    every entry of `check_inputs` (each a tensor or a tuple of arguments) and, for an ONNX
-    model with a dynamic batch, on the example grown by one row, and compared with the eager
-    model (rtol/atol); a mismatch raises ExportError and leaves `path` untouched.
+    The format follows the suffix: ``.pt`` TorchScript, ``.pt2`` AOTInductor package,
+    ``.onnx`` ONNX (or ``format=`` "torchscript", "aoti", "onnx"). TorchScript: method
+    "script" compiles the Python code; "trace" records one run on `example_inputs`; "auto"
+    scripts when it can and traces otherwise. AOTInductor: torch.export, then
+    aoti_compile_and_package with the weights frozen into the compiled code (tens of seconds;
+    `progress` shows the seconds on stderr, by default when it is a terminal); labels,
+    preprocessing and forward's input shapes go into the package's metadata. ONNX:
+    torch.onnx.export (torch.export, then ONNX Script); labels and preprocessing go into the
+    model's metadata_props. Both take tensor arguments only, the first dimension dynamic
+    unless dynamic_batch=False. The written file is then run (natively, or by ONNX Runtime)
+    on `example_inputs`, on every entry of `check_inputs` (each a tensor or a tuple of
+    arguments) and, with a dynamic batch, on the example grown by one row, and compared with
+    the eager model (rtol/atol); a mismatch raises ExportError and leaves `path` untouched.
 
     labels: a list of class names, a text file (one per line), or "imagenet".
     preprocess: "imagenet", or a dict with any of resize, crop, mean, std, color.
@@ -185,25 +199,33 @@ def export(
         metadata.input_shape = list(example[0].shape)
     metadata.tsnative_version = _C.__version__
 
-    staging = path.with_name(path.name + ".partial")
+    # AOTInductor writes packages only to names ending in .pt2.
+    staging = path.with_name(path.name + ".partial" + (".pt2" if chosen == "aoti" else ""))
     input_sets = [("the example input", example)] + [
         (f"check input #{number + 1}", _as_tuple(inputs))
         for number, inputs in enumerate(check_inputs or ())
     ]
-    if chosen == "onnx":
+    if chosen in ("onnx", "aoti"):
+        name, exporter = _EXPORTERS[chosen]
         if method != "auto":
             raise ValueError(
-                f"method={method!r} is TorchScript's; an ONNX export is torch.onnx.export's"
+                f"method={method!r} is TorchScript's; an {name} export is {exporter}'s"
             )
-        how, hint = "ONNX", ""
-        metadata.export_method = "torch.onnx.export"
+        how, hint = name, ""
+        metadata.export_method = exporter
         try:
-            onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
-        except onnx.OnnxExportFailure as failure:
+            if chosen == "onnx":
+                onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
+            else:
+                metadata_json = metadata.to_json()
+                aoti.write_package(
+                    model, example, str(staging), metadata_json, dynamic_batch, progress, path.name
+                )
+        except (onnx.OnnxExportFailure, aoti.PackageExportFailure) as failure:
             staging.unlink(missing_ok=True)
             raise ExportError(
-                f"cannot export to ONNX: {failure}; export to .pt (TorchScript) instead, which "
-                "keeps Python control flow and takes any argument (method='script')"
+                f"cannot export to {name}: {failure}; export to .pt (TorchScript) instead, "
+                "which keeps Python control flow and takes any argument (method='script')"
             ) from None
         grown = _grown_batch(example) if dynamic_batch else None
         if grown is not None:

@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+#include <caffe2/serialize/file_adapter.h>
+#include <caffe2/serialize/inline_container.h>
+
 #include "core/errors.h"
 #include "core/model.h"
 #include "core/model_format.h"
@@ -54,6 +57,40 @@ TEST_F(ModelFormatLoadTest, AnOnnxModelIsSentToThePythonApi) {
       EXPECT_NE(message.find("tsnative.load"), std::string::npos) << message;
       EXPECT_NE(message.find(from_memory ? "in memory" : "m.onnx"), std::string::npos) << message;
     }
+  }
+}
+
+// A zip archive as PyTorch writes one, holding `records` (each one byte).
+void write_archive(const std::string& path, const std::vector<std::string>& records) {
+  caffe2::serialize::PyTorchStreamWriter writer(path);
+  for (const auto& record : records) writer.writeRecord(record, "x", 1);
+  writer.writeEndOfFile();
+}
+
+TEST_F(ModelFormatLoadTest, AnAotInductorPackageIsToldFromATorchScriptArchiveByItsRecords) {
+  const auto package = tmp_.file("m.pt2"), archive = tmp_.file("m.pt");
+  write_archive(package, {"data/aotinductor/model/x.wrapper.so", "archive_format"});
+  write_archive(archive, {"data.pkl", "data/0", "constants.pkl"});
+  const auto format = [](const std::string& path) {
+    return tsnative::archive_model_format(std::make_shared<caffe2::serialize::FileAdapter>(path));
+  };
+  EXPECT_EQ(format(package), ModelFormat::kAotInductor);
+  EXPECT_EQ(format(archive), ModelFormat::kTorchScript);
+  EXPECT_EQ(tsnative::model_format_name(ModelFormat::kAotInductor), "AOTInductor");
+
+  // Not a loadable package (no compiled model in it): a LoadError naming it, no crash.
+  try {
+    tsnative::Model::load(package);
+    FAIL() << "a package without a compiled model loaded";
+  } catch (const tsnative::LoadError& e) {
+    EXPECT_NE(std::string(e.what()).find("m.pt2"), std::string::npos) << e.what();
+  }
+  const auto bytes = tsnative_test::read_bytes(package);
+  try {
+    tsnative::Model::load_from_memory(bytes.data(), bytes.size());
+    FAIL() << "a package loaded from memory";
+  } catch (const tsnative::UnsupportedFormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("loads from a file"), std::string::npos) << e.what();
   }
 }
 

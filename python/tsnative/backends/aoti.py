@@ -1,0 +1,164 @@
+"""Writing AOTInductor packages (.pt2): torch.export, then aoti_compile_and_package.
+
+The package runs in the C++ core (csrc/core/backends/aoti.cpp), through the same Model as a
+TorchScript archive; only writing one needs Python (torch.export and Inductor's compiler).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from .. import _C
+
+
+class PackageExportFailure(Exception):
+    """torch.export or AOTInductor could not turn the model into a package (the cause)."""
+
+
+def write_package(
+    model: torch.nn.Module,
+    example: tuple[Any, ...],
+    path: str,
+    metadata_json: str,
+    dynamic_batch: bool,
+    progress: bool | None,
+    name: str,
+) -> None:
+    """Exports `model` with torch.export (its first dimension dynamic when `dynamic_batch`, from
+    batch 0 up, whatever the example's batch), compiles it with AOTInductor (weights frozen into
+    the code) and writes the package at `path`, the metadata and forward's input shapes inside;
+    `name` is how progress lines call it."""
+    for number, value in enumerate(example):
+        if not isinstance(value, torch.Tensor):
+            raise PackageExportFailure(
+                f"an AOTInductor package takes tensors only, and the example's argument "
+                f"#{number} is of type {type(value).__name__}"
+            )
+    with _stage(progress, f"torch.export: {name}"):
+        program = _exported(model, example, dynamic_batch)
+    configs = {
+        "freezing": True,
+        "aot_inductor.metadata": {
+            _C.METADATA_FILE: metadata_json,
+            _C.PACKAGE_INPUTS_KEY: json.dumps(_input_specs(program)),
+        },
+    }
+    with _stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
+        try:
+            with _size_oblivious(), _quiet():
+                torch._inductor.aoti_compile_and_package(
+                    program, package_path=path, inductor_configs=configs
+                )
+        except Exception as error:
+            raise PackageExportFailure(f"AOTInductor failed: {_cause(error)}") from None
+
+
+def _exported(
+    model: torch.nn.Module, example: tuple[Any, ...], dynamic_batch: bool
+) -> torch.export.ExportedProgram:
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = tuple(
+            {0: torch.export.Dim.DYNAMIC} if value.dim() >= 1 else None for value in example
+        )
+    try:
+        with _size_oblivious(), _quiet(), torch.no_grad():
+            return torch.export.export(model, example, dynamic_shapes=dynamic_shapes)
+    except Exception as error:
+        raise PackageExportFailure(f"torch.export failed: {_cause(error)}") from None
+
+
+def _input_specs(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+    """forward's tensor arguments as the core checks them: name, dtype, and each dimension's
+    size or, for a dynamic one, its range (the first dynamic size is called "batch")."""
+    names: dict[str, str] = {}
+    specs = []
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        value = node.meta["val"]
+        shape: list[Any] = []
+        for size in value.shape:
+            if isinstance(size, int):
+                shape.append(size)
+                continue
+            symbol = size.node.expr
+            name = names.setdefault(str(symbol), "batch" if not names else f"dim{len(names)}")
+            bounds = program.range_constraints.get(symbol)
+            lower = 0 if bounds is None else int(bounds.lower)
+            bounded = bounds is not None and bounds.upper.is_number and bounds.upper < sys.maxsize
+            upper = int(bounds.upper) if bounded else None
+            shape.append({"name": name, "min": lower, "max": upper})
+        dtype = str(value.dtype).removeprefix("torch.")
+        specs.append({"name": node.name, "dtype": dtype, "shape": shape})
+    return specs
+
+
+def _size_oblivious() -> contextlib.AbstractContextManager[None]:
+    """An example batch of 1 must not specialise the batch to 1: torch.export and Inductor
+    otherwise treat sizes 0 and 1 as constants (both steps need it)."""
+    import torch.fx.experimental._config as fx_config
+
+    return fx_config.patch(backed_size_oblivious=True)
+
+
+@contextlib.contextmanager
+def _stage(progress: bool | None, description: str) -> Iterator[None]:
+    """A line on stderr that counts the seconds while a slow step runs (progress None: when
+    stderr is a terminal)."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, bar_format="{desc}: {elapsed}", file=sys.stderr, leave=True)
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        bar.bar_format = "{desc}"
+        bar.set_description_str(f"{description}: done in {time.monotonic() - started:.0f} s")
+        bar.close()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.export and Inductor warn about internals a user cannot act on."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _cause(error: BaseException) -> str:
+    """The failure in a line, and the model's own line where torch.export stopped (its messages
+    go on with suggestions and links)."""
+    text = str(error).strip()
+    summary = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip()
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("File ") and "/torch/" not in stripped and number + 1 < len(lines):
+            summary += f" (at {stripped}: {lines[number + 1].strip()})"
+            break
+    return summary
