@@ -451,6 +451,24 @@ def example_and_checks(name: str) -> tuple[Inputs, list[Inputs]]:
     return cases[largest], [inputs for case, inputs in cases.items() if case != largest]
 
 
+def export_zoo(directory: Path, suffix: str) -> dict[str, Path | str]:
+    """Each ZOO model exported with tsnative.export to `directory`/<name><suffix> (a format
+    that goes through torch.export): its path, or the ExportError's message saying why not."""
+    import tsnative
+
+    exported: dict[str, Path | str] = {}
+    for name in ZOO:
+        example, checks = example_and_checks(name)
+        path = directory / f"{name}{suffix}"
+        try:
+            tsnative.export(build(name), example, path, check_inputs=checks, progress=False)
+        except tsnative.ExportError as error:
+            exported[name] = str(error)
+        else:
+            exported[name] = path
+    return exported
+
+
 def parity_params(*, logits_only: bool = False) -> list[tuple[str, str, str]]:
     """(model, export, case) for every model, export that is valid for it, and input case."""
     params = []

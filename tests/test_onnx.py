@@ -19,7 +19,7 @@ import torch
 import tsnative
 from conftest import Classifier
 from helpers import assert_outputs_equal, eager_topk, run_cli, run_python
-from models import ZOO, SavedModels, build, example_and_checks
+from models import ZOO, SavedModels, build, export_zoo
 
 
 def _onnx_missing() -> str:
@@ -51,18 +51,7 @@ def onnx_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """Each zoo model exported to ONNX once: its path, or the exporter's reason it cannot be."""
     if ONNX_MISSING:
         pytest.skip(ONNX_MISSING)
-    directory = tmp_path_factory.mktemp("onnx")
-    exported: dict[str, Path | str] = {}
-    for name in ZOO:
-        example, checks = example_and_checks(name)
-        path = directory / f"{name}.onnx"
-        try:
-            tsnative.export(build(name), example, path, check_inputs=checks)
-        except tsnative.ExportError as error:
-            exported[name] = str(error)
-        else:
-            exported[name] = path
-    return exported
+    return export_zoo(tmp_path_factory.mktemp("onnx"), ".onnx")
 
 
 def _flat(output: Any) -> tuple[torch.Tensor, ...]:
