@@ -61,7 +61,12 @@ def test_a_file_that_differs_from_eager_is_outside_tolerance(tmp_path: Path) -> 
     onnx_path = tsnative.export(other, x, tmp_path / "other.onnx").path
     pt_path = tsnative.export(model, x, tmp_path / "same.pt").path
     report = tsnative.compare(
-        model, x, files={"onnx": onnx_path, "torchscript": pt_path}, levels=("none",), rounds=2
+        model,
+        x,
+        formats=("torchscript", "onnx"),
+        files={"onnx": onnx_path, "torchscript": pt_path},
+        levels=("none",),
+        rounds=2,
     )
     onnx = next(runner for runner in report.runners if runner.format == "onnx")
     with torch.no_grad():
