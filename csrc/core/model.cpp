@@ -147,7 +147,6 @@ c10::IValue map_tensors(const c10::IValue& value, const Convert& convert) {
   return value;
 }
 
-// Whether any tensor inside `value` satisfies `test`.
 // Checks `args` against `signature` (without self: it counts what the caller gave).
 void check_arguments(const c10::FunctionSchema& signature, std::vector<c10::IValue>& args) {
   try {
@@ -157,6 +156,7 @@ void check_arguments(const c10::FunctionSchema& signature, std::vector<c10::IVal
   }
 }
 
+// Whether any tensor inside `value` satisfies `test`.
 template <typename Test>
 bool any_tensor(const c10::IValue& value, const Test& test) {
   return any_value(value,
