@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
+#include "core/model.h"
 #include "core/runtime.h"
 
 namespace tsnative {
@@ -145,13 +146,29 @@ std::string mismatch(const TensorSpec& spec, const at::Tensor& tensor) {
 
 }  // namespace
 
-AotiPackage::~AotiPackage() = default;
+AotiBackend::AotiBackend(std::string source, c10::Device device)
+    : Backend(std::move(source), device,
+              "an AOTInductor package has compiled them into its code; read them from the "
+              "eager model, or from a TorchScript export") {}
 
-std::shared_ptr<AotiPackage> AotiPackage::load(const std::string& path, const std::string& source,
-                                               const c10::Device& device) {
-  std::shared_ptr<AotiPackage> package(new AotiPackage);
-  package->source_ = source;
-  package->device_ = device;
+AotiBackend::~AotiBackend() = default;
+
+std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const std::string& source,
+                                               const c10::Device& device,
+                                               const LoadOptions& options) {
+  if (path.empty()) {
+    throw UnsupportedFormatError(
+        source +
+        " is an AOTInductor package, which loads from a file (its compiled code is a "
+        "shared library): save it and load its path");
+  }
+  if (options.optimize != OptimizeLevel::kNone) {
+    throw OptionError(std::string("optimize='") + optimize_level_name(options.optimize) +
+                      "' applies to TorchScript models, and " + source +
+                      " is an AOTInductor package, compiled and optimized ahead of time: load "
+                      "it with optimize='none' (for bfloat16, export it from a bfloat16 model)");
+  }
+  std::unique_ptr<AotiBackend> package(new AotiBackend(source, device));
   std::unordered_map<std::string, std::string> metadata;
   try {
     // Read from the package's files before its compiled code is loaded: code built for another
@@ -211,8 +228,9 @@ std::shared_ptr<AotiPackage> AotiPackage::load(const std::string& path, const st
   } catch (const std::exception& e) {
     throw LoadError("cannot load " + source + ": " + first_line(e.what()));
   }
-  package->signature_ = c10::FunctionSchema("forward", "", std::move(arguments),
-                                            {c10::Argument("", tree_type(package->outputs_))});
+  package->signatures_.emplace(
+      "forward", c10::FunctionSchema("forward", "", std::move(arguments),
+                                     {c10::Argument("", tree_type(package->outputs_))}));
   const auto metadata_json = value_of(metadata, kMetadataFile);
   if (!metadata_json.empty()) package->metadata_ = parse_metadata(metadata_json, source);
   const auto isa = value_of(metadata, "AOTI_CPU_ISA");
@@ -220,10 +238,23 @@ std::shared_ptr<AotiPackage> AotiPackage::load(const std::string& path, const st
                           value_of(metadata, "AOTI_DEVICE_KEY") +
                           (isa.empty() ? "" : " (" + isa + ")") +
                           (inputs_json.empty() ? "; inputs checked by the package's own code" : "");
+  // Its first call allocates the package's buffers; made here, as a TorchScript load warms up.
+  std::vector<std::string> notes;
+  const auto inputs = warmup_inputs(options, package->metadata_, notes);
+  if (!inputs.empty()) {
+    try {
+      package->run("forward", package->signatures_.at("forward"), inputs);
+    } catch (const InferenceError& e) {
+      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+      if (!options.warmup_inputs.empty()) {
+        throw InferenceError("warming up " + source + " failed: " + e.what());
+      }
+    }
+  }
   return package;
 }
 
-void AotiPackage::check(const std::vector<at::Tensor>& inputs) const {
+void AotiBackend::check(const std::vector<at::Tensor>& inputs) const {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (const auto problem = mismatch(inputs_[i], inputs[i]); !problem.empty()) {
       throw ArgumentError("forward() argument '" + inputs_[i].name + "' was exported as " +
@@ -234,7 +265,9 @@ void AotiPackage::check(const std::vector<at::Tensor>& inputs) const {
   }
 }
 
-c10::IValue AotiPackage::run(const std::vector<c10::IValue>& args) const {
+c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& signature,
+                             std::vector<c10::IValue> args) const {
+  check_arguments(signature, args);
   std::vector<at::Tensor> inputs;
   inputs.reserve(args.size());
   for (const auto& arg : args) inputs.push_back(arg.toTensor());

@@ -1,6 +1,7 @@
 // The AOTInductor backend: a package (.pt2) that torch._inductor.aoti_compile_and_package
-// wrote, run by LibTorch's AOTIModelPackageLoader. Model (model.h) holds one for a .pt2 and
-// routes forward to it; everything else (metadata, top-k, images, classify) is shared.
+// wrote, run by LibTorch's AOTIModelPackageLoader. It has forward alone, which takes tensors;
+// it has no optimize levels (Inductor optimized it when it compiled it) and no parameters to
+// read (they are compiled into its code).
 #pragma once
 
 #include <memory>
@@ -12,7 +13,7 @@
 #include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
 
-#include "core/metadata.h"
+#include "core/backend.h"
 #include "core/pytree_spec.h"
 
 namespace torch::inductor {
@@ -39,39 +40,36 @@ struct TensorSpec {
   std::vector<Dimension> shape;
 };
 
-class AotiPackage {
+class AotiBackend final : public Backend {
  public:
-  // Loads the package at `path` for `device`. `source` names it in messages. Throws LoadError:
-  // corrupt, compiled for another device, for an instruction set this CPU lacks, or for
-  // arguments or outputs tsnative cannot represent.
-  static std::shared_ptr<AotiPackage> load(const std::string& path, const std::string& source,
-                                           const c10::Device& device);
-  ~AotiPackage();
+  // Loads the package at `path` for `device` and warms it up (its first call allocates its
+  // buffers). `source` names it in messages. Its forward's signature has its tensor arguments,
+  // named as exported (else input_0, input_1, ...), and its output's type. Throws LoadError
+  // (corrupt, compiled for another device, for an instruction set this CPU lacks, or for
+  // arguments or outputs tsnative cannot represent), UnsupportedFormatError (no path: a package
+  // in memory), OptionError (an optimize level), InferenceError (the caller's warm-up inputs
+  // fail).
+  static std::unique_ptr<AotiBackend> load(const std::string& path, const std::string& source,
+                                           const c10::Device& device, const LoadOptions& options);
+  ~AotiBackend() override;
 
-  // forward's signature: its tensor arguments (named as exported, else input_0, input_1, ...)
-  // and its output's type.
-  const c10::FunctionSchema& signature() const { return signature_; }
-  const Metadata& metadata() const { return metadata_; }
-  // "AOTInductor package (compiled for <device>, <ISA>)", and whether inputs are checked.
-  const std::string& description() const { return description_; }
-
-  // Runs forward on `args` (tensors, matching the signature): checks dtype and shape against
-  // what was exported, moves them to the device, contiguous, and nests the outputs as the
-  // eager model returned them. Throws ArgumentError for an input outside the exported shapes,
-  // InferenceError for a failure inside the compiled code.
-  c10::IValue run(const std::vector<c10::IValue>& args) const;
+  // Runs forward: checks dtype and shape against what was exported, moves the tensors to the
+  // device, contiguous, and nests the outputs as the eager model returned them. Throws
+  // ArgumentError for an input outside the exported shapes, InferenceError for a failure
+  // inside the compiled code.
+  c10::IValue run(const std::string& method, const c10::FunctionSchema& signature,
+                  std::vector<c10::IValue> args) const override;
+  // "none: an AOTInductor package, compiled ahead of time for <device> (<ISA>)", and whether
+  // the package's own code checks its inputs.
+  std::string optimization() const override { return description_; }
 
  private:
-  AotiPackage() = default;
+  AotiBackend(std::string source, c10::Device device);
   void check(const std::vector<at::Tensor>& inputs) const;
 
-  std::string source_;
-  c10::Device device_ = c10::kCPU;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
-  Metadata metadata_;
   std::vector<TensorSpec> inputs_;  // empty if the package does not describe them
   TreeSpec outputs_;
-  c10::FunctionSchema signature_{"forward", "", {}, {}};
   std::string description_;
 };
 

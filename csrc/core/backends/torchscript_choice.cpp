@@ -1,18 +1,18 @@
-// Model's choice among the variants of an optimize level: each warmed up and timed on an input
-// (the warm-up input in load, or the first call's arguments), the fastest kept, and the choice
-// remembered in the choice cache (choice_cache.h).
+// The TorchScript backend's choice among the variants of an optimize level: each warmed up and
+// timed on an input (the warm-up input in load, or the first call's arguments), the fastest
+// kept, and the choice remembered in the choice cache (choice_cache.h).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "core/backends/torchscript.h"
 #include "core/choice_cache.h"
 #include "core/errors.h"
-#include "core/model.h"
 
 namespace tsnative {
 
-Model::ChoiceCacheContext Model::looked_up(ChoiceCacheContext cache, const c10::Device& device,
-                                           const std::vector<c10::IValue>& inputs) {
+TorchScriptBackend::ChoiceCacheContext TorchScriptBackend::looked_up(
+    ChoiceCacheContext cache, const c10::Device& device, const std::vector<c10::IValue>& inputs) {
   if (cache.model_hash.empty()) return cache;
   cache.key = choice_key(cache.model_hash, cache.level, device.str(), inputs);
   if (const auto hit = cached_choice(cache.dir, cache.key)) {
@@ -22,11 +22,12 @@ Model::ChoiceCacheContext Model::looked_up(ChoiceCacheContext cache, const c10::
   return cache;
 }
 
-Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
-                                const std::vector<c10::IValue>& inputs, int warmup_runs,
-                                const std::string& how, const ChoiceCacheContext& cache,
-                                std::vector<std::string>& notes,
-                                std::exception_ptr& failure) const {
+TorchScriptBackend::Candidate* TorchScriptBackend::choose(std::vector<Candidate>& candidates,
+                                                          const std::vector<c10::IValue>& inputs,
+                                                          int warmup_runs, const std::string& how,
+                                                          const ChoiceCacheContext& cache,
+                                                          std::vector<std::string>& notes,
+                                                          std::exception_ptr& failure) const {
   if (cache.key.empty())
     return choose_fastest(candidates, inputs, warmup_runs, how, notes, failure);
   // A remembered choice may be the only candidate built (load builds just it), the saved
@@ -65,10 +66,9 @@ Model::Candidate* Model::choose(std::vector<Candidate>& candidates,
   return chosen;
 }
 
-Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
-                                        const std::vector<c10::IValue>& inputs, int warmup_runs,
-                                        const std::string& how, std::vector<std::string>& notes,
-                                        std::exception_ptr& failure) const {
+TorchScriptBackend::Candidate* TorchScriptBackend::choose_fastest(
+    std::vector<Candidate>& candidates, const std::vector<c10::IValue>& inputs, int warmup_runs,
+    const std::string& how, std::vector<std::string>& notes, std::exception_ptr& failure) const {
   std::vector<Candidate*> working;
   for (auto& candidate : candidates) {
     if (candidate.fallback_only && !working.empty()) continue;
@@ -109,7 +109,7 @@ Model::Candidate* Model::choose_fastest(std::vector<Candidate>& candidates,
   return fastest;
 }
 
-void Model::choose_on_first_call(const std::vector<c10::IValue>& args) const {
+void TorchScriptBackend::choose_on_first_call(const std::vector<c10::IValue>& args) const {
   auto& choice = *choice_;
   auto notes = choice.notes;
   std::exception_ptr failure;
