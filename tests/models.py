@@ -11,13 +11,13 @@ once per session.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from helpers import torchvision
+from helpers import assert_outputs_equal, torchvision
 from resnet18 import resnet18
 from torch import Tensor, nn
 
@@ -523,6 +523,29 @@ class SavedModels:
             with torch.no_grad():
                 self._outputs[key] = self.eager(name)(*self.inputs(name, case))
         return self._outputs[key]
+
+    def exported_cases(
+        self, name: str, exported: Path | str, what: str
+    ) -> Iterator[tuple[str, Inputs, Any, Any]]:
+        """Each case of ZOO model `name` run from `exported`, a file of another format, or the
+        reason it could not be exported (then the test is skipped, saying it is not exportable
+        `what`): (case, inputs, the native output, the eager output). The file has forward
+        alone, and tsnative.infer gives what the loaded module gives."""
+        import pytest
+        import tsnative
+
+        if isinstance(exported, str):
+            pytest.skip(f"not exportable {what}: {exported}")
+        module = tsnative.load(exported)
+        assert module.methods == ["forward"]
+        for case in ZOO[name].cases:
+            inputs = self.inputs(name, case)
+            actual = module(*inputs)
+            leaves = torch.utils._pytree.tree_leaves
+            assert_outputs_equal(
+                leaves(tsnative.infer(exported, *inputs)), leaves(actual), exact=True
+            )
+            yield case, inputs, actual, self.eager_output(name, case)
 
     def torchscript_output(self, name: str, how: str, case: str) -> Any:
         """Python's own TorchScript run (torch.jit.load) of the saved file.

@@ -47,16 +47,8 @@ def test_zoo_model_as_package_matches_eager(
     with the eager model's output structure (dicts, tuples); a model torch.export cannot take
     is skipped with its reason (listed by pytest -rs)."""
     exported = aoti_zoo[name]
-    if isinstance(exported, str):
-        pytest.skip(f"not exportable to .pt2: {exported}")
-    module = tsnative.load(exported)
-    assert module.methods == ["forward"]
-    for case in ZOO[name].cases:
-        inputs = saved_models.inputs(name, case)
-        actual = module(*inputs)
-        expected = saved_models.eager_output(name, case)
+    for case, inputs, actual, expected in saved_models.exported_cases(name, exported, "to .pt2"):
         assert_outputs_equal(actual, expected, exact=False, tolerances=AOTI_TOLERANCES)
-        assert_outputs_equal(tsnative.infer(exported, *inputs), actual, exact=True)
 
         args: list[str | Path] = []
         for i, value in enumerate(inputs):

@@ -65,18 +65,10 @@ def test_zoo_model_as_onnx_matches_eager(
 ) -> None:
     """Every case of every model the exporter takes, through tsnative.load and infer; a model it
     cannot take is skipped with the exporter's reason (listed by pytest -rs)."""
-    exported = onnx_zoo[name]
-    if isinstance(exported, str):
-        pytest.skip(f"not exportable to ONNX: {exported}")
-    module = tsnative.load(exported)
-    assert module.methods == ["forward"]
-    for case in ZOO[name].cases:
-        inputs = saved_models.inputs(name, case)
-        expected = _flat(saved_models.eager_output(name, case))
-        actual = _flat(module(*inputs))
-        assert_outputs_equal(actual, expected, exact=False, tolerances=ONNX_TOLERANCES)
+    cases = saved_models.exported_cases(name, onnx_zoo[name], "to ONNX")
+    for _, _, actual, expected in cases:
         assert_outputs_equal(
-            _flat(tsnative.infer(exported, *inputs)), actual, exact=True, tolerances={}
+            _flat(actual), _flat(expected), exact=False, tolerances=ONNX_TOLERANCES
         )
 
 
