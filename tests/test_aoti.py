@@ -203,6 +203,34 @@ def test_a_package_for_another_platform_is_refused(
         tsnative.load(other)
 
 
+def _package_metadata(package: Path) -> dict[str, str]:
+    """The package's metadata (one copy beside its wrapper's code, one beside its kernels')."""
+    with zipfile.ZipFile(package) as archive:
+        names = [name for name in archive.namelist() if name.endswith("_metadata.json")]
+        copies = [json.loads(archive.read(name)) for name in names]
+    assert copies and all(copy == copies[0] for copy in copies)
+    return copies[0]
+
+
+def test_flags_the_cpu_isa_does_not_name_are_recorded_and_checked(
+    classifier_package: Path, tmp_path: Path
+) -> None:
+    """Inductor compiles with -mavx512bf16 where the exporting CPU has AVX512-BF16 and records
+    only "AVX512..." in AOTI_CPU_ISA: export records it, and a CPU without it refuses."""
+    has = torch._C._cpu._get_cpu_capability()
+    recorded = _package_metadata(classifier_package)[tsnative._C.PACKAGE_CPU_FLAGS_KEY]
+    assert recorded == ("avx512_bf16" if has["avx512_bf16"] else "")
+    lacking = [flag for flag in ("avx512_bf16", "amx_tile", "amx_fp16") if not has.get(flag)]
+    if not lacking:
+        pytest.skip("this CPU has every capability the test could claim")
+    claims = {tsnative._C.PACKAGE_CPU_FLAGS_KEY: f"avx2 {lacking[0]}"}
+    other = _with_metadata(classifier_package, tmp_path / "flags.pt2", **claims)
+    with pytest.raises(
+        tsnative.ModelLoadError, match=f"compiled for CPUs with {lacking[0]} and this CPU lacks it"
+    ):
+        tsnative.load(other)
+
+
 def test_corrupt_packages_are_one_clear_error(
     classifier_package: Path, tmp_path: Path, ts_infer: Path
 ) -> None:

@@ -457,6 +457,7 @@ void bind_images(py::module_& m) {
       .def_static("from_json", &parse_metadata, py::arg("text"), py::arg("source"));
   m.attr("METADATA_FILE") = kMetadataFile;
   m.attr("PACKAGE_INPUTS_KEY") = kInputsMetadataKey;
+  m.attr("PACKAGE_CPU_FLAGS_KEY") = kCpuFlagsMetadataKey;
   m.def("resolve_labels", &resolve_labels, py::arg("spec"));
   m.def(
       "softmax_topk",

@@ -13,6 +13,7 @@ class InputError(ValueError): ...
 
 METADATA_FILE: str
 PACKAGE_INPUTS_KEY: str
+PACKAGE_CPU_FLAGS_KEY: str
 
 class Preprocess:
     resize: int

@@ -41,6 +41,9 @@ const std::map<std::string, std::vector<std::string>>& isa_capabilities() {
   return table;
 }
 
+constexpr const char* kExportAgain =
+    "export it again on this machine, or on one with the same instruction set";
+
 // Why this machine cannot run code compiled for `metadata`'s device, machine and ISA; "".
 std::string platform_problem(const std::unordered_map<std::string, std::string>& metadata,
                              const c10::Device& device) {
@@ -64,8 +67,15 @@ std::string platform_problem(const std::unordered_map<std::string, std::string>&
     for (const auto& capability : found->second) {
       if (!cpu_has(capability)) {
         return "it was compiled for CPUs with " + word + " and this CPU lacks " + capability +
-               " (export it again on this machine, or on one with the same instruction set)";
+               " (" + kExportAgain + ")";
       }
+    }
+  }
+  std::istringstream flags(value_of(metadata, kCpuFlagsMetadataKey));
+  for (std::string flag; flags >> flag;) {
+    if (!cpu_has(flag)) {
+      return "it was compiled for CPUs with " + flag + " and this CPU lacks it (" + kExportAgain +
+             ")";
     }
   }
   return "";

@@ -27,6 +27,11 @@ namespace tsnative {
 // a dimension is its size, or the range of a dynamic one ("max": null for no upper bound).
 inline constexpr const char* kInputsMetadataKey = "tsnative.inputs";
 
+// Key of the metadata entry that names (space-separated, as cpuinfo does: "avx512_bf16") the
+// CPU capabilities Inductor's compile flags assumed beyond the ISA it records in AOTI_CPU_ISA:
+// it compiles with -mavx512bf16 where the exporting CPU has AVX512-BF16, and says nothing.
+inline constexpr const char* kCpuFlagsMetadataKey = "tsnative.cpu_flags";
+
 // One tensor argument of forward, as exported.
 struct TensorSpec {
   struct Dimension {

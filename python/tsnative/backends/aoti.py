@@ -51,6 +51,7 @@ def write_package(
         "aot_inductor.metadata": {
             _C.METADATA_FILE: metadata_json,
             _C.PACKAGE_INPUTS_KEY: json.dumps(_input_specs(program)),
+            _C.PACKAGE_CPU_FLAGS_KEY: _unrecorded_cpu_flags(),
         },
     }
     with _stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
@@ -61,6 +62,17 @@ def write_package(
                 )
         except Exception as error:
             raise PackageExportFailure(f"AOTInductor failed: {_cause(error)}") from None
+
+
+def _unrecorded_cpu_flags() -> str:
+    """The CPU capabilities (cpuinfo's names) Inductor's compile flags assume and AOTI_CPU_ISA
+    does not say: -mavx512bf16 where this CPU has AVX512-BF16, so that the core refuses the
+    package on a CPU without it instead of dying on an unknown instruction."""
+    from torch._inductor import cpu_vec_isa
+
+    isa = cpu_vec_isa.pick_vec_isa()
+    has_bf16 = getattr(isa, "is_avx512_bf16_supported", None)
+    return "avx512_bf16" if has_bf16 is not None and has_bf16() else ""
 
 
 def _exported(
