@@ -231,6 +231,20 @@ def test_flags_the_cpu_isa_does_not_name_are_recorded_and_checked(
         tsnative.load(other)
 
 
+def test_a_metadata_input_too_large_to_warm_up_on_is_noted(
+    classifier_package: Path, tmp_path: Path
+) -> None:
+    """The warm-up input made from the metadata's input_shape is a guess: one too large to make
+    is not made, and optimization says so, as for a TorchScript archive."""
+    metadata = json.loads(_package_metadata(classifier_package)[tsnative._C.METADATA_FILE])
+    metadata["input_shape"] = [100000, 3, 1000, 1000]
+    claims = {tsnative._C.METADATA_FILE: json.dumps(metadata)}
+    large = _with_metadata(classifier_package, tmp_path / "large.pt2", **claims)
+    optimization = tsnative.load(large).optimization
+    assert optimization.startswith("none: an AOTInductor package")
+    assert "; not warmed up: the metadata's input_shape [100000, 3, 1000, 1000]" in optimization
+
+
 def test_corrupt_packages_are_one_clear_error(
     classifier_package: Path, tmp_path: Path, ts_infer: Path
 ) -> None:

@@ -261,6 +261,7 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
       }
     }
   }
+  for (const auto& note : notes) package->description_ += "; " + note;
   return package;
 }
 
