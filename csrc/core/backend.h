@@ -29,6 +29,9 @@ class Backend {
   }
   // What the file says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const { return metadata_; }
+  // How messages name the model; the device it runs on.
+  const std::string& source() const { return source_; }
+  const c10::Device& device() const { return device_; }
 
   // Runs `method`, whose signature (from signatures()) is `signature`, with autograd off;
   // tensors in args go to the model's device. Throws ArgumentError (args that do not fit the

@@ -87,19 +87,19 @@ std::shared_ptr<Model> Model::load_archive(
   } else {
     backend = TorchScriptBackend::load(source, device, options, archive);
   }
-  return std::shared_ptr<Model>(new Model(path, source, device, std::move(backend)));
+  return std::shared_ptr<Model>(new Model(path, std::move(backend)));
 }
 
-Model::Model(std::string path, std::string source, c10::Device device,
-             std::unique_ptr<const Backend> backend)
-    : path_(std::move(path)),
-      source_(std::move(source)),
-      device_(device),
-      backend_(std::move(backend)) {}
+Model::Model(std::string path, std::unique_ptr<const Backend> backend)
+    : path_(std::move(path)), backend_(std::move(backend)) {}
 
 Model::~Model() = default;
 
 const Metadata& Model::metadata() const { return backend_->metadata(); }
+
+const std::string& Model::source() const { return backend_->source(); }
+
+const c10::Device& Model::device() const { return backend_->device(); }
 
 std::string Model::optimization() const { return backend_->optimization(); }
 
@@ -110,7 +110,7 @@ const c10::FunctionSchema& Model::find(const std::string& method) const {
     for (const auto& name : methods()) {
       known += (known.empty() ? "" : ", ") + name;
     }
-    throw InferenceError(source_ + " has no method '" + method + "' (it has: " + known + ")");
+    throw InferenceError(source() + " has no method '" + method + "' (it has: " + known + ")");
   }
   return found->second;
 }

@@ -100,14 +100,13 @@ class Model {
 
   const std::string& path() const { return path_; }  // "" for a model loaded from memory
   // How messages name the model: its quoted path, or what was loaded from memory.
-  const std::string& source() const { return source_; }
-  const c10::Device& device() const { return device_; }
+  const std::string& source() const;
+  const c10::Device& device() const;
 
   ~Model();
 
  private:
-  Model(std::string path, std::string source, c10::Device device,
-        std::unique_ptr<const Backend> backend);
+  Model(std::string path, std::unique_ptr<const Backend> backend);
   // Picks the backend for what `archive` holds (a file at `path`, or memory if path is "") and
   // loads it. `source` names the model in messages.
   static std::shared_ptr<Model> load_archive(
@@ -117,8 +116,6 @@ class Model {
   const c10::FunctionSchema& find(const std::string& method) const;
 
   std::string path_;
-  std::string source_;  // how messages name the model: the quoted path, or what was in memory
-  c10::Device device_;
   std::unique_ptr<const Backend> backend_;
 };
 
