@@ -20,19 +20,12 @@ from .models import Case
 _compiled: dict[tuple[str, str], tuple[Path | None, str, float]] = {}
 
 
-def _bfloat16(values: Any) -> Any:
-    """Floating tensors in bfloat16 (the bf16 package's inputs); the rest as they are."""
+def _floating_as(dtype: torch.dtype, values: Any) -> Any:
+    """Floating tensors in `dtype` (bfloat16 for the bf16 package's inputs, float32 for its
+    outputs); the rest as they are."""
     return torch.utils._pytree.tree_map(
-        lambda t: (
-            t.to(torch.bfloat16) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
-        ),
+        lambda t: t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t,
         values,
-    )
-
-
-def _float32(values: Any) -> Any:
-    return torch.utils._pytree.tree_map(
-        lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t, values
     )
 
 
@@ -47,7 +40,7 @@ def _package(case: Case, precision: str, work: Path) -> tuple[Path | None, str, 
             # A bfloat16 copy, checked by export against its own eager run (what Inductor did);
             # the table checks it against float32 eager like every reduced-precision row.
             model = copy.deepcopy(model).to(torch.bfloat16)
-            inputs, tolerance = _bfloat16(inputs), {"rtol": 5e-2, "atol": 5e-2}
+            inputs, tolerance = _floating_as(torch.bfloat16, inputs), {"rtol": 5e-2, "atol": 5e-2}
         log(f"  exporting {path.name} (AOTInductor compiles for tens of seconds)")
         start = time.perf_counter()
         try:
@@ -79,8 +72,12 @@ def package_runners(
         module = tsnative.load(path)
         setup_ms = (time.perf_counter_ns() - start) / 1e6
         # bf16: inputs cast once, outside the timed call; outputs cast back to float32 in it.
-        inputs = _bfloat16(case.inputs) if precision == "bf16" else case.inputs
-        convert = _float32 if precision == "bf16" else (lambda output: output)
+        inputs = _floating_as(torch.bfloat16, case.inputs) if precision == "bf16" else case.inputs
+        convert = (
+            (lambda output: _floating_as(torch.float32, output))
+            if precision == "bf16"
+            else (lambda output: output)
+        )
         runners.append(
             Runner(
                 name,
