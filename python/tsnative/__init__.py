@@ -35,7 +35,7 @@ from ._C import (
     set_num_threads,
 )
 from .compare import Comparison, compare
-from .export import ExportError, export
+from .export import ExportError, ExportWarning, export
 from .images import Classification, Prediction, classify, decode_image, load_image
 from .module import Module, clear_cache, infer, load, load_library
 
@@ -48,6 +48,7 @@ __all__ = [
     "Classification",
     "Comparison",
     "ExportError",
+    "ExportWarning",
     "InferenceError",
     "InputError",
     "ModelLoadError",

@@ -3,9 +3,12 @@ proven to match."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,22 +38,114 @@ def _resolve_labels(labels: Labels | None) -> list[str]:
     return [str(label) for label in labels]
 
 
-def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str):
-    """Returns (scripted module, method used, tracer warnings)."""
+class ExportWarning(UserWarning):
+    """A file was written with strict=False although its trace may not equal the model."""
+
+
+@dataclass
+class _Script:
+    """A TorchScript module and how it was made: what the tracer warned of in the model's own
+    code, and, where method "auto" fell back to tracing, why scripting failed."""
+
+    module: torch.jit.ScriptModule
+    method: str  # "script" or "trace"
+    tracer_warnings: list[str] = field(default_factory=list)
+    script_failure: str = ""
+
+
+def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) -> _Script:
+    script_failure = ""
     if method in ("auto", "script"):
         try:
-            return torch.jit.script(model), "script", []
+            with _torchscript_quiet():
+                return _Script(torch.jit.script(model), "script")
         except Exception as error:
             if method == "script":
                 raise ExportError(f"torch.jit.script failed: {error}") from error
+            script_failure = _first_line(error)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         try:
-            # strict=False: models returning a dict or list trace too.
-            traced = torch.jit.trace(model, example, check_trace=False, strict=False)
+            with _torchscript_quiet():
+                # strict=False: models returning a dict or list trace too.
+                traced = torch.jit.trace(model, example, check_trace=False, strict=False)
         except Exception as error:
             raise ExportError(f"torch.jit.trace failed: {error}") from error
-    return traced, "trace", [str(w.message) for w in caught]
+    torch_code = os.path.dirname(torch.__file__) + os.sep
+    tracer_warnings = [
+        f"{w.filename}:{w.lineno}: {_first_line(w.message).split('. ')[0]}"
+        for w in caught
+        # torch's own modules (nn.LSTM's input checks, ...) compare traced sizes only to raise:
+        # what they warn about is no path the trace freezes.
+        if issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_code)
+    ]
+    tracer_warnings = list(dict.fromkeys(tracer_warnings))  # each said once
+    return _Script(traced, "trace", tracer_warnings, script_failure)
+
+
+def _first_line(error: BaseException | Warning | str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
+
+
+_DEPRECATION = re.compile(r"(TorchScript|torch\.jit).*deprecated", re.IGNORECASE | re.DOTALL)
+# How torch warned, in this process, that TorchScript is deprecated (None: it has not).
+_torchscript_deprecated: type[Warning] | None = None
+_successor_noted = False
+
+
+@contextlib.contextmanager
+def _torchscript_quiet() -> Iterator[None]:
+    """Keeps torch's own TorchScript deprecation warnings (torch 2.15 warns on every torch.jit
+    call) from the user; export says it once, in its own words (_note_successor). Every other
+    warning goes on as it came."""
+    global _torchscript_deprecated
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for warning in caught:
+            if _DEPRECATION.search(str(warning.message)):
+                _torchscript_deprecated = warning.category
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+
+
+def _note_successor() -> None:
+    """Once per process, where torch deprecates TorchScript: what to export instead, as loudly
+    as torch said it (a DeprecationWarning on torch 2.13, hidden by default)."""
+    global _successor_noted
+    if _torchscript_deprecated is not None and not _successor_noted:
+        _successor_noted = True
+        warnings.warn(
+            f"torch {torch.__version__} deprecates TorchScript (.pt); its successor is the "
+            "AOTInductor package: tsnative.export(model, example, 'model.pt2') writes one, and "
+            "tsnative.load, ts-infer and the C++ API run it as they run a .pt",
+            _torchscript_deprecated,
+            stacklevel=3,
+        )
+
+
+def _untrusted_trace(script: _Script) -> str:
+    """Why a trace that matched on every input given may still differ from the model on
+    others ("" when nothing says so): the tracer's own warnings."""
+    if script.method != "trace" or not script.tracer_warnings:
+        return ""
+    why = (
+        f"method='auto' traced it because torch.jit.script failed ({script.script_failure})"
+        if script.script_failure
+        else "it was traced (method='trace')"
+    )
+    return (
+        f"the traced file may not equal the model on inputs other than those checked: {why}, "
+        f"and the tracer warned: {' | '.join(script.tracer_warnings)}. Tracing records the one "
+        "path the example input took, so data-dependent control flow (e.g. `if x.sum() > 0:`) "
+        "is frozen"
+    )
 
 
 def _check_one_label_per_class(native: Module, example: tuple[Any, ...], labels: list[str]) -> None:
@@ -99,16 +194,16 @@ def _check_matches_eager(
             ) from None
 
 
-def _trace_hint(method_used: str, tracer_warnings: list[str]) -> str:
-    if method_used != "trace":
+def _trace_hint(script: _Script) -> str:
+    if script.method != "trace":
         return ""
     hint = (
         " Tracing records the one path the example input took, so data-dependent "
         "control flow (e.g. `if x.sum() > 0:`) is frozen; export with "
         "method='script' (or make the model scriptable)."
     )
-    if tracer_warnings:
-        hint += " The tracer warned: " + " | ".join(tracer_warnings)
+    if script.tracer_warnings:
+        hint += " The tracer warned: " + " | ".join(script.tracer_warnings)
     return hint
 
 
@@ -163,6 +258,7 @@ def export(
     format: Format | None = None,
     dynamic_batch: bool = True,
     progress: bool | None = None,
+    strict: bool = True,
 ) -> Module:
     """Saves `model` as a file that carries its labels and preprocessing, proven to match.
 
@@ -179,6 +275,11 @@ def export(
     on `example_inputs`, on every entry of `check_inputs` (each a tensor or a tuple of
     arguments) and, with a dynamic batch, on the example grown by one row, and compared with
     the eager model (rtol/atol); a mismatch raises ExportError and leaves `path` untouched.
+    A trace that matched on those inputs but that the tracer warned about (a tensor turned
+    into a Python bool or number: data-dependent control flow, frozen) may still differ on
+    others: strict=True (the default) refuses it with the warnings and what to do;
+    strict=False writes it and says so in an ExportWarning. torch.export (``.pt2``, ``.onnx``)
+    refuses such a model itself.
 
     labels: a list of class names, a text file (one per line), or "imagenet".
     preprocess: "imagenet", or a dict with any of resize, crop, mean, std, color.
@@ -211,7 +312,7 @@ def export(
             raise ValueError(
                 f"method={method!r} is TorchScript's; an {name} export is {exporter}'s"
             )
-        how, hint = name, ""
+        how, hint, untrusted = name, "", ""
         metadata.export_method = exporter
         try:
             if chosen == "onnx":
@@ -236,18 +337,31 @@ def export(
                 "or export with dynamic_batch=False."
             )
     else:
-        scripted, method_used, tracer_warnings = _to_script(model, example, method)
-        how, hint = f"{method_used}d", _trace_hint(method_used, tracer_warnings)
-        metadata.export_method = method_used
-        torch.jit.save(scripted, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()})
+        script = _to_script(model, example, method)
+        how, hint, untrusted = f"{script.method}d", _trace_hint(script), _untrusted_trace(script)
+        metadata.export_method = script.method
+        with _torchscript_quiet():
+            torch.jit.save(
+                script.module, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()}
+            )
     try:
         native = load(staging)
         _check_matches_eager(
             model, native, input_sets, how, hint, rtol, atol, flat=chosen == "onnx"
         )
         _check_one_label_per_class(native, example, metadata.labels)
+        if untrusted and strict:
+            raise ExportError(
+                f"not written: {untrusted}. Make the model scriptable and export with "
+                "method='script', or export to .pt2 (torch.export refuses what it cannot "
+                "capture), or pass strict=False to write the trace anyway"
+            )
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+    if untrusted:
+        warnings.warn(f"{path} written with strict=False: {untrusted}", ExportWarning, stacklevel=2)
+    if chosen == "torchscript":
+        _note_successor()
     os.replace(staging, path)
     return load(path)
