@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 import tsnative
-from helpers import IMAGENET_MEAN, IMAGENET_STD, assert_outputs_equal
+from helpers import IMAGENET_MEAN, IMAGENET_STD, assert_outputs_equal, run_python
 from models import ZOO, MyModule, build
 from torch import Tensor, nn
 
@@ -372,3 +372,33 @@ def test_bad_preprocess_is_refused_with_the_cause(
     with pytest.raises(error, match=message):
         tsnative.export(build("identity"), torch.ones(2), path, preprocess=preprocess)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torchscript_deprecation_is_said_once_in_tsnative_words(tmp_path: Path) -> None:
+    # torch (2.13 as a DeprecationWarning, 2.15 louder) warns on every torch.jit call; two
+    # exports in a fresh process say it once, and name the successor.
+    result = run_python(
+        f"""
+import warnings, torch, tsnative
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    probe = torch.jit.trace(torch.nn.Identity(), torch.ones(1))
+torch_deprecates = any("deprecated" in str(w.message) for w in caught)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for name in ("a", "b"):
+        tsnative.export(torch.nn.Linear(2, 2), torch.ones(1, 2), {str(tmp_path)!r} + f"/{{name}}.pt")
+said = [str(w.message) for w in caught]
+print(torch_deprecates, len(said))
+print(*said, sep="\\n")
+"""
+    )
+    assert result.returncode == 0, result.stderr
+    deprecates, count = result.stdout.splitlines()[0].split()
+    said = result.stdout.splitlines()[1:]
+    if deprecates == "False":
+        assert count == "0", said
+        pytest.skip(f"torch {torch.__version__} does not deprecate TorchScript")
+    assert count == "1", said
+    assert said[0].startswith(f"torch {torch.__version__} deprecates TorchScript (.pt)")
+    assert "tsnative.export(model, example, 'model.pt2')" in said[0]
