@@ -274,9 +274,17 @@ def test_missing_file_is_reported_in_its_result(
     assert results[1].error == f"cannot read image '{missing}': no such file"
 
 
-def test_empty_folder_gives_no_results(tiny_classifier: Classifier, tmp_path: Path) -> None:
+def test_a_folder_without_images_is_an_input_error(
+    tiny_classifier: Classifier, tmp_path: Path
+) -> None:
+    # As ts-infer and tsnative.ray say it: an empty result would look like success.
     (tmp_path / "readme.txt").write_text("no images here")
-    assert tsnative.classify(tiny_classifier.path, tmp_path) == []
+    with pytest.raises(tsnative.InputError, match=f"^no JPEG or PNG images found in '{tmp_path}'$"):
+        tsnative.classify(tiny_classifier.path, tmp_path)
+
+
+def test_no_paths_give_no_results(tiny_classifier: Classifier) -> None:
+    assert tsnative.classify(tiny_classifier.path, []) == []
 
 
 def assert_same_results(

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <iomanip>
 #include <iostream>
@@ -188,6 +189,40 @@ void print_tensor_result(const std::vector<std::vector<tsnative::Prediction>>& r
   }
 }
 
+// Ctrl-C during a folder run: the run stops after the batch in hand, with every result
+// before it already printed; a second Ctrl-C ends the process at once.
+volatile std::sig_atomic_t interrupt_requested = 0;
+
+extern "C" void request_interrupt(int signal_number) {
+  if (interrupt_requested) {
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+  }
+  interrupt_requested = 1;
+}
+
+struct Interrupted {
+  size_t done, total;
+};
+
+// One result as it is printed: a JSON line, or the path (when there are several) and its
+// predictions. A file that could not be read goes to stderr as well.
+void print_classification(const tsnative::Classification& result, bool json, bool with_path) {
+  if (!result.ok()) std::cerr << "ts-infer: skipped: " << result.error << std::endl;
+  if (json) {
+    const auto line = result.ok() ? nlohmann::json{{"path", result.path},
+                                                   {"predictions", to_json(result.predictions)}}
+                                  : nlohmann::json{{"path", result.path}, {"error", result.error}};
+    std::cout << line.dump() << "\n";
+    return;
+  }
+  if (!result.ok()) return;
+  if (with_path) std::cout << result.path << "\n";
+  for (const auto& prediction : result.predictions) {
+    std::cout << (with_path ? "  " : "") << describe(prediction) << "\n";
+  }
+}
+
 int classify_images(const Options& options, const tsnative::Model& model) {
   tsnative::ClassifyOptions classify_options;
   classify_options.k = options.k;
@@ -201,46 +236,29 @@ int classify_images(const Options& options, const tsnative::Model& model) {
   if (!options.labels.empty()) classify_options.labels = tsnative::resolve_labels(options.labels);
 
   const auto files = tsnative::expand_image_paths(options.images);
-  if (files.empty()) {
-    std::string given;
-    for (const auto& path : options.images) given += (given.empty() ? "'" : ", '") + path + "'";
-    throw tsnative::InputError("no JPEG or PNG images found in " + given);
-  }
-  const bool show_progress = isatty(STDERR_FILENO) && files.size() > 1;
+  const bool several = files.size() > 1;
+  const bool show_progress = isatty(STDERR_FILENO) && several;
   const auto start = std::chrono::steady_clock::now();
-  const auto results = tsnative::classify(
-      model, files, classify_options, [show_progress](size_t done, size_t total) {
-        if (show_progress) std::cerr << "\rclassifying " << done << "/" << total << std::flush;
-      });
+  size_t printed = 0, failed = 0;
+  // Each batch's results are printed (and flushed) as soon as they are known, in order: an
+  // interrupted or crashed run keeps what it had done.
+  const auto on_batch = [&](const std::vector<tsnative::Classification>& results, size_t done) {
+    if (show_progress) std::cerr << "\r\033[K" << std::flush;
+    for (; printed < done; ++printed) {
+      failed += results[printed].ok() ? 0 : 1;
+      print_classification(results[printed], options.json, several);
+    }
+    std::cout << std::flush;
+    if (interrupt_requested) throw Interrupted{done, results.size()};
+    if (show_progress) std::cerr << "classifying " << done << "/" << results.size() << std::flush;
+  };
+  std::signal(SIGINT, request_interrupt);
+  tsnative::classify(model, files, classify_options, on_batch);
+  std::signal(SIGINT, SIG_DFL);
   if (show_progress) std::cerr << "\r\033[K" << std::flush;
-
-  size_t failed = 0;
-  for (const auto& result : results) {
-    if (!result.ok()) {
-      ++failed;
-      std::cerr << "ts-infer: skipped: " << result.error << std::endl;
-      if (options.json) {
-        std::cout << nlohmann::json{{"path", result.path}, {"error", result.error}}.dump() << "\n";
-      }
-      continue;
-    }
-    if (options.json) {
-      std::cout << nlohmann::json{{"path", result.path},
-                                  {"predictions", to_json(result.predictions)}}
-                       .dump()
-                << "\n";
-      continue;
-    }
-    if (results.size() > 1) std::cout << result.path << "\n";
-    for (const auto& prediction : result.predictions) {
-      std::cout << (results.size() > 1 ? "  " : "") << describe(prediction) << "\n";
-    }
-  }
-  std::cout << std::flush;
-  if (results.size() > 1) {
-    std::cerr << "classified " << results.size() - failed << " of " << results.size()
-              << " images in " << std::fixed << std::setprecision(2)
-              << milliseconds_since(start) / 1000.0 << " s"
+  if (several) {
+    std::cerr << "classified " << files.size() - failed << " of " << files.size() << " images in "
+              << std::fixed << std::setprecision(2) << milliseconds_since(start) / 1000.0 << " s"
               << (failed ? " (" + std::to_string(failed) + " skipped)" : "") << std::endl;
   }
   return failed ? 1 : 0;
@@ -354,6 +372,10 @@ int main(int argc, char** argv) {
   }
   try {
     return run(options);
+  } catch (const Interrupted& e) {
+    std::cerr << "ts-infer: interrupted after " << e.done << " of " << e.total
+              << " images (their results are above)" << std::endl;
+    return 130;  // as a shell reports a command ended by SIGINT
   } catch (const tsnative::OptionError& e) {
     std::cerr << "ts-infer: " << e.what() << std::endl;
     return 2;

@@ -56,6 +56,11 @@ std::vector<std::string> expand_image_paths(const std::vector<std::string>& path
       files.push_back(path);
     }
   }
+  if (files.empty() && !paths.empty()) {
+    std::string given;
+    for (const auto& path : paths) given += (given.empty() ? "'" : ", '") + path + "'";
+    throw InputError("no JPEG or PNG images found in " + given);
+  }
   return files;
 }
 
@@ -97,11 +102,11 @@ std::vector<Classification> classify(const BatchRunner& run, const Metadata& met
   const Preprocess preprocess = preprocessing_for(metadata, options.preprocess);
   const auto& labels = options.labels ? *options.labels : metadata.labels;
 
-  // Every result is allocated at the start (its predictions once the first batch tells how
-  // many classes there are) and labelled after the last batch: what outlives a batch then
-  // never sits between the blocks that images and tensors free after it, and the allocator
-  // reuses those for the next batch (results allocated batch by batch fragmented the heap:
-  // 10,000 images took 2.5x the memory of 1,000).
+  // Every result is allocated at the start, its predictions once the first batch tells how
+  // many classes there are: what outlives a batch then never sits between the blocks that
+  // images and tensors free after it, and the allocator reuses those for the next batch
+  // (results allocated batch by batch fragmented the heap: 10,000 images took 2.5x the memory
+  // of 1,000).
   std::vector<Classification> results(paths.size());
   for (size_t i = 0; i < paths.size(); ++i) results[i].path = paths[i];
   bool reserved = false;
@@ -125,26 +130,18 @@ std::vector<Classification> classify(const BatchRunner& run, const Metadata& met
       std::vector<at::Tensor> group;
       for (const size_t j : members) group.push_back(images[j]);
       const auto top = softmax_topk(run(at::stack(group)), options.k);
-      check_label_count(labels, top.classes);
       if (!reserved) {
         const auto k = static_cast<size_t>(top.indices.size(-1));
         for (auto& result : results) result.predictions.reserve(k);
         reserved = true;
       }
-      const auto rows = to_predictions(top, {});  // labelled after the last batch
+      const auto rows = to_predictions(top, labels);
       for (size_t g = 0; g < members.size(); ++g) {
         auto& predictions = results[slots[members[g]]].predictions;
         predictions.assign(rows[g].begin(), rows[g].end());  // into the reserved storage
       }
     }
-    if (progress) progress(end, paths.size());
-  }
-  if (!labels.empty()) {
-    for (auto& result : results) {
-      for (auto& prediction : result.predictions) {
-        prediction.label = labels[static_cast<size_t>(prediction.index)];
-      }
-    }
+    if (progress) progress(results, end);
   }
   return results;
 }

@@ -38,8 +38,12 @@ struct ClassifyOptions {
   DecodeLimits limits;
 };
 
-// Called after each batch with (files done, files in all).
-using ProgressCallback = std::function<void(size_t done, size_t total)>;
+// Called after each batch with every result and how many are final: results[0, done) are
+// classified and labelled, in order, so a front end can show each as it is known; done ==
+// results.size() after the last batch. It may throw to stop the run (an interrupt): classify
+// lets the exception through, with nothing written anywhere.
+using ProgressCallback =
+    std::function<void(const std::vector<Classification>& results, size_t done)>;
 
 // Runs a batch of preprocessed images (NCHW) through a model: its output, a tensor of class
 // scores with one row per image (anything else is an InferenceError that names it).
@@ -49,7 +53,8 @@ using BatchRunner = std::function<c10::IValue(const at::Tensor& batch)>;
 // Throws InputError if `dir` is not a readable directory.
 std::vector<std::string> list_images(const std::string& dir);
 
-// Expands each path: a directory becomes the images inside it, a file stays as it is.
+// Expands each path: a directory becomes the images inside it, a file stays as it is. Throws
+// InputError if paths were given but none is or holds an image (empty folders).
 std::vector<std::string> expand_image_paths(const std::vector<std::string>& paths);
 
 // Labels each row of a top-k result; labels may be empty (then so is every label). Throws

@@ -302,12 +302,14 @@ void bind_script_object(py::module_& m) {
       });
 }
 
-// A Python progress function (done, total) called from the core, which runs without the GIL.
+// Called by the core between batches, which runs without the GIL: Python's signal handlers
+// run (Ctrl-C raises KeyboardInterrupt there, which stops classify within a batch), then the
+// Python progress function (done, total), if any.
 ProgressCallback progress_callback(const std::optional<py::function>& progress) {
-  if (!progress) return {};
-  return [&progress](size_t done, size_t total) {
+  return [&progress](const std::vector<Classification>& results, size_t done) {
     py::gil_scoped_acquire gil;
-    (*progress)(done, total);
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    if (progress) (*progress)(done, results.size());
   };
 }
 

@@ -99,8 +99,9 @@ def classify(
 
     Preprocessing and labels come from the model's metadata; `preprocess` (a dict) changes the
     fields it names, and `labels` (names, a text file or "imagenet") replaces them. Files that
-    cannot be read are returned with `error` set, not raised. `progress`: a tqdm bar (None:
-    only when there is more than one batch and stderr is a terminal).
+    cannot be read are returned with `error` set, not raised; a folder without JPEG or PNG
+    files is an InputError. `progress`: a tqdm bar (None: only when there is more than one
+    batch and stderr is a terminal). Ctrl-C stops the run within a batch (KeyboardInterrupt).
     """
     module = model if isinstance(model, Module) else load(model)
     paths = (

@@ -120,9 +120,9 @@ def classify(
             f"{os.fspath(output)!r} is not empty: pass overwrite=True to replace it"
         )
     given = [images] if isinstance(images, str | os.PathLike) else list(images)
-    paths = _C.expand_image_paths([os.fspath(path) for path in given])
-    if not paths:
-        raise _C.InputError(f"no JPEG or PNG images found in {', '.join(map(str, given))}")
+    if not given:
+        raise _C.InputError("no images given")
+    paths = _C.expand_image_paths([os.fspath(path) for path in given])  # or says none are there
     if not ray.is_initialized():
         ray.init()
     if concurrency is None:

@@ -93,6 +93,16 @@ TEST_F(ClassifyListImagesTest, ExpandMixesFilesAndFoldersInOrder) {
   EXPECT_TRUE(tsnative::expand_image_paths({}).empty());
 }
 
+TEST_F(ClassifyListImagesTest, FoldersWithoutImagesAreAnInputError) {
+  std::filesystem::create_directory(tmp_.file("empty"));
+  std::filesystem::create_directory(tmp_.file("text"));
+  touch(tmp_.file("text/notes.txt"));
+  EXPECT_TRUE(ThrowsWith<InputError>(
+      [&] { tsnative::expand_image_paths({tmp_.file("empty"), tmp_.file("text")}); },
+      {"no JPEG or PNG images found in '" + tmp_.file("empty") + "', '" + tmp_.file("text") +
+       "'"}));
+}
+
 // --- to_predictions -----------------------------------------------------------------------
 
 void expect_prediction(const Prediction& actual, int64_t index, double probability,
@@ -372,7 +382,7 @@ TEST_F(ClassifyTest, FilesChangedDuringTheRunEachGetTheirOwnResult) {
   ClassifyOptions options;
   options.batch_size = 2;
   const auto original_5 = by_hand(paths[5], metadata_preprocess(), 1, kLabels);
-  const auto change = [&](size_t done, size_t) {
+  const auto change = [&](const std::vector<Classification>&, size_t done) {
     if (done != 2) return;
     write_file(paths[2], {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
     std::filesystem::remove(paths[3]);
@@ -416,9 +426,10 @@ TEST_F(ClassifyTest, AFolderThatDisappearsLeavesTheFirstResults) {
     expected.push_back(by_hand(path, metadata_preprocess(), 5, kLabels));
   ClassifyOptions options;
   options.batch_size = 2;
-  const auto results = tsnative::classify(*model, paths, options, [&](size_t done, size_t) {
-    if (done == 2) std::filesystem::remove_all(folder);
-  });
+  const auto results = tsnative::classify(*model, paths, options,
+                                          [&](const std::vector<Classification>&, size_t done) {
+                                            if (done == 2) std::filesystem::remove_all(folder);
+                                          });
   ASSERT_EQ(results.size(), 5u);
   for (size_t i = 0; i < 2; ++i) {
     ASSERT_TRUE(results[i].ok()) << results[i].error;
@@ -469,8 +480,50 @@ TEST_F(ClassifyTest, ProgressCountsUpToTheTotal) {
   ClassifyOptions options;
   options.batch_size = 2;
   tsnative::classify(*model, write_images(5), options,
-                     [&calls](size_t done, size_t total) { calls.emplace_back(done, total); });
+                     [&calls](const std::vector<Classification>& results, size_t done) {
+                       calls.emplace_back(done, results.size());
+                     });
   EXPECT_EQ(calls, (std::vector<std::pair<size_t, size_t>>{{2, 5}, {4, 5}, {5, 5}}));
+}
+
+// What a front end streams: at each call the results before `done` are final (the by-hand
+// predictions, labelled), in order, and those after it not yet classified.
+TEST_F(ClassifyTest, ResultsBeforeDoneAreFinalAtEachCall) {
+  const auto model = model_with_metadata();
+  const auto paths = write_images(5);
+  ClassifyOptions options;
+  options.batch_size = 2;
+  size_t calls = 0;
+  tsnative::classify(
+      *model, paths, options, [&](const std::vector<Classification>& results, size_t done) {
+        ++calls;
+        for (size_t i = 0; i < results.size(); ++i) {
+          if (i >= done) {
+            EXPECT_TRUE(results[i].predictions.empty()) << "image " << i;
+            continue;
+          }
+          ASSERT_TRUE(results[i].ok()) << results[i].error;
+          expect_predictions(results[i].predictions,
+                             by_hand(paths[i], metadata_preprocess(), 5, kLabels), paths[i]);
+        }
+      });
+  EXPECT_EQ(calls, 3u);
+}
+
+// A callback that throws (a front end's interrupt) stops the run after that batch.
+TEST_F(ClassifyTest, AThrowingCallbackStopsTheRun) {
+  const auto model = model_with_metadata();
+  ClassifyOptions options;
+  options.batch_size = 2;
+  size_t calls = 0;
+  struct Interrupted {};
+  EXPECT_THROW(tsnative::classify(*model, write_images(6), options,
+                                  [&](const std::vector<Classification>&, size_t) {
+                                    ++calls;
+                                    throw Interrupted{};
+                                  }),
+               Interrupted);
+  EXPECT_EQ(calls, 1u);
 }
 
 TEST_F(ClassifyTest, NoPathsGiveNoResults) {
@@ -485,7 +538,10 @@ TEST_F(ClassifyTest, BatchSizeBelowOneIsAnOptionError) {
     options.batch_size = batch_size;
     bool called = false;
     EXPECT_TRUE(ThrowsWith<OptionError>(
-        [&] { tsnative::classify(*model, paths, options, [&](size_t, size_t) { called = true; }); },
+        [&] {
+          tsnative::classify(*model, paths, options,
+                             [&](const std::vector<Classification>&, size_t) { called = true; });
+        },
         {"batch size must be at least 1, got " + std::to_string(batch_size)}));
     EXPECT_FALSE(called);
   }
