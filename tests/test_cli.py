@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -186,16 +186,16 @@ def test_saved_output_loads_with_torch_load(
 ) -> None:
     out = tmp_path / "out.pt"
     code, _, stderr = run_cli(
-        ts_infer, saved_models.path(name), "--shape", shape, "--save-output", out
+        ts_infer, saved_models.path(name), "--shape", shape, "--ones", "--save-output", out
     )
     assert (code, stderr) == (0, "")
-    # Documented limit: LibTorch's pickler tags typed lists and dicts with globals that
-    # torch.load's default weights_only=True refuses; tensors and tuples load either way.
-    weights_only = expected_type is tuple
-    if not weights_only:
-        with pytest.raises(pickle.UnpicklingError):
-            torch.load(out)
-    assert type(torch.load(out, weights_only=weights_only)) is expected_type
+    # With torch.load's default weights_only=True (LibTorch's own pickler would tag lists and
+    # dicts with globals that it refuses), and equal to what eager returns.
+    saved = torch.load(out)
+    assert type(saved) is expected_type
+    with torch.no_grad():
+        expected = saved_models.eager(name)(torch.ones([int(n) for n in shape.split(",")]))
+    assert_outputs_equal(saved, expected, exact=False)
 
 
 def test_help(ts_infer: Path) -> None:
@@ -292,8 +292,6 @@ def _module_file(tmp_path: Path) -> Path:
         ("raiser", ["--ones", "--shape", "2,3"], r"mat1 and mat2 shapes cannot be multiplied"),
         ("doubler", ["--input", "MODULE"], r"cannot read tensor file '.*module\.pt'.*Linear"),
         ("doubler", ["--input", "GARBAGE"], r"cannot read tensor file '.*garbage\.pt'"),
-        ("lstm", ["--shape", "1,5,8"], r"top-k needs the model to return a tensor"),
-        ("doubler", ["--input", "INTS"], r"top-k needs a floating-point output.*Long"),
         ("embedding_int64", ["--input", "FLOATS"], r"indices.*Long, Int; but got .*Float"),
     ],
     ids=[
@@ -305,8 +303,6 @@ def _module_file(tmp_path: Path) -> Path:
         "shape_error",
         "pickled_module",
         "garbage_input",
-        "tuple_output",
-        "int_output",
         "float_token_ids",
     ],
 )
@@ -373,3 +369,121 @@ def test_cuda_torch_build_keeps_the_gpu_with_the_wheels_cuda_runtime(ts_infer: P
     assert site_packages in Path(libraries["libtorch_cuda.so"]).resolve().parents
     cudart = next(path for name, path in libraries.items() if name.startswith("libcudart"))
     assert site_packages in Path(cudart).resolve().parents, cudart
+
+
+# --- Defaults from what the model knows; outputs that are not class scores -----------------
+
+
+def _from_json(value: Any) -> Any:
+    """ts-infer's JSON of a value back to tensors: {"dtype", "shape", "data"} -> a tensor."""
+    if isinstance(value, dict) and set(value) == {"dtype", "shape", "data"}:
+        dtype = getattr(torch, value["dtype"])
+        return torch.tensor(value["data"], dtype=dtype).reshape(value["shape"])
+    if isinstance(value, dict):
+        return {key: _from_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_json(item) for item in value]
+    return value
+
+
+def _as_lists(value: Any) -> Any:
+    """Tuples as lists, as JSON has them."""
+    if isinstance(value, tuple | list):
+        return [_as_lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_lists(item) for key, item in value.items()}
+    return value
+
+
+class OneProbability(torch.nn.Module):
+    """silero-vad's kind of output: one probability per row."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x.sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        pytest.param("lstm", ["--shape", "1,5,8"], id="tuple"),
+        pytest.param("dict_out", ["--shape", "2,5"], id="dict"),
+        pytest.param("list_out", ["--shape", "3"], id="list"),
+        pytest.param("doubler", ["--input", "INTS"], id="int_tensor"),
+        pytest.param("cnn_bn_dropout", ["--shape", "2,3,8,8", "--raw"], id="raw_scores"),
+    ],
+)
+def test_an_output_that_is_not_class_scores_is_shown_as_it_is(
+    saved_models: SavedModels, ts_infer: Path, tmp_path: Path, name: str, args: list[str]
+) -> None:
+    ints = torch.arange(6).reshape(2, 3)
+    torch.save(ints, tmp_path / "ints.pt")
+    args = [str(tmp_path / "ints.pt") if arg == "INTS" else arg for arg in args]
+    if "--input" in args:
+        x = ints
+    else:
+        x = torch.ones([int(n) for n in args[1].split(",")])
+        args.append("--ones")
+    report = _json(ts_infer, saved_models.path(name), *args)
+    assert "indices" not in report
+    with torch.no_grad():
+        expected = saved_models.eager(name)(x)
+    assert_outputs_equal(_from_json(report["output"]), _as_lists(expected), exact=False)
+    # The text lines: one per tensor, named by its place, with dtype and shape.
+    code, stdout, stderr = run_cli(ts_infer, saved_models.path(name), *args)
+    assert (code, stderr) == (0, "")
+    shown = [line for line in stdout.splitlines() if line.startswith("output")]
+    leaves = torch.utils._pytree.tree_leaves(expected)
+    assert len(shown) == len(leaves), stdout
+    first = leaves[0]
+    assert re.match(rf"^output\S*: {str(first.dtype).removeprefix('torch.')}\[", shown[0])
+    assert "%" not in stdout
+
+
+def test_one_probability_is_printed_not_a_softmax(ts_infer: Path, tmp_path: Path) -> None:
+    path = tmp_path / "p.pt"
+    tsnative.export(OneProbability(), torch.ones(1, 4), path)
+    x = torch.full((1, 4), -0.25)
+    torch.save(x, tmp_path / "x.pt")
+    code, stdout, stderr = run_cli(ts_infer, path, "--input", tmp_path / "x.pt")
+    assert (code, stderr) == (0, "")
+    expected = float(OneProbability()(x))  # sigmoid(-1) = 0.268941
+    assert f"output: float32[1, 1] {expected:.6g}" in stdout.splitlines(), stdout
+    assert "100.00%" not in stdout
+
+
+def test_the_recorded_input_shape_is_the_default(ts_infer: Path, tmp_path: Path) -> None:
+    # A 32x32 CNN: the tutorial's 224x224 would not fit its linear layer.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.Flatten(), torch.nn.Linear(4 * 15 * 15, 6)
+    ).eval()
+    path = tmp_path / "small.pt"
+    tsnative.export(model, torch.rand(1, 3, 32, 32), path)
+    report = _json(ts_infer, path, "--ones")
+    with torch.no_grad():
+        top = eager_topk(model(torch.ones(1, 3, 32, 32)), 5)[1].tolist()
+    assert report["indices"] == top
+
+
+def test_without_a_recorded_shape_the_error_says_which_flag_to_give(
+    saved_models: SavedModels, ts_infer: Path
+) -> None:
+    # A plain torch.jit.save: no metadata, so the tutorial's 1x3x224x224, which does not fit.
+    code, _, stderr = run_cli(ts_infer, saved_models.path("raiser"))
+    assert code == 1
+    assert stderr.endswith(
+        "(ts-infer made a random 1x3x224x224 input, as the model records no input shape: give "
+        "--shape or --input)\n"
+    ), stderr
+
+
+def test_a_method_without_arguments_gets_none(saved_models: SavedModels, ts_infer: Path) -> None:
+    path = saved_models.path("with_exports")
+    code, stdout, stderr = run_cli(ts_infer, path, "--method", "get_memory", "--raw")
+    assert (code, stderr) == (0, "")
+    expected = saved_models.eager("with_exports").get_memory()
+    shown = [line for line in stdout.splitlines() if line.startswith("output: ")]
+    assert shown == ["output: float32[5] " + " ".join(f"{v:.6g}" for v in expected.tolist())]
+    code, stdout, stderr = run_cli(ts_infer, path, "--method", "reset_states")
+    assert (code, stderr) == (0, "")
+    assert "output: null" in stdout.splitlines()

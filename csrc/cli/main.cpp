@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/output.h"
 #include "core/classify.h"
 #include "core/errors.h"
 #include "core/metadata.h"
@@ -28,6 +29,9 @@
 
 namespace {
 
+using tsnative::cli::describe;
+using tsnative::cli::to_json;
+
 struct Options {
   std::string model;
   std::vector<std::string> images;
@@ -37,7 +41,7 @@ struct Options {
   std::string color;
   int64_t batch_size = 16;
   std::vector<std::string> inputs;
-  std::vector<int64_t> shape{1, 3, 224, 224};
+  std::vector<int64_t> shape;  // empty: the recorded input shape (see generated_input_shape)
   bool ones = false;
   std::optional<uint64_t> seed;
   int64_t k = 5;
@@ -46,6 +50,7 @@ struct Options {
   std::vector<std::string> libraries;
   tsnative::LoadOptions load;
   bool json = false;
+  bool raw = false;
   std::string save_output;
   std::string optimize = "none";
   int64_t repeat = 0;
@@ -75,10 +80,11 @@ void add_flags(CLI::App& app, Options& options) {
                                "(repeat the flag for several); read without running pickled code")
                     ->take_all()
                     ->excludes(images);
-  app.add_option("--shape", options.shape, "Shape of the generated input")
+  app.add_option("--shape", options.shape,
+                 "Shape of the generated input, e.g. 1,3,224,224 (default: the input shape the "
+                 "export recorded in the model, else 1,3,224,224)")
       ->delimiter(',')
       ->check(kAtLeastOne)
-      ->capture_default_str()
       ->excludes(input)
       ->excludes(images);
   app.add_flag("--ones", options.ones, "Use an all-ones input instead of uniform random [0, 1)")
@@ -115,6 +121,10 @@ void add_flags(CLI::App& app, Options& options) {
       ->check(kAtLeastOne)
       ->excludes(images);
   app.add_flag("--json", options.json, "Print one JSON object instead of text");
+  app.add_flag("--raw", options.raw,
+               "Print the output's values, not softmax top-k (the default for an output that "
+               "is not class scores: a probability, an embedding, a tuple or dict)")
+      ->excludes(images);
   app.add_option("--save-output", options.save_output,
                  "Also write the raw output to FILE, readable with torch.load")
       ->excludes(images);
@@ -142,7 +152,12 @@ void add_flags(CLI::App& app, Options& options) {
       ->group(image_flags);
 }
 
-std::vector<c10::IValue> make_inputs(const Options& options) {
+// The tutorial's input, for a model that records no input shape.
+const std::vector<int64_t> kTutorialShape{1, 3, 224, 224};
+
+// The arguments to run the method with: the --input files, or a random (or --ones) tensor of
+// `shape`.
+std::vector<c10::IValue> make_inputs(const Options& options, const std::vector<int64_t>& shape) {
   std::vector<c10::IValue> inputs;
   if (!options.inputs.empty()) {
     for (const auto& path : options.inputs) {
@@ -153,31 +168,19 @@ std::vector<c10::IValue> make_inputs(const Options& options) {
   if (options.seed) {
     at::manual_seed(*options.seed);
   }
-  inputs.push_back(options.ones ? at::ones(options.shape) : at::rand(options.shape));
+  inputs.push_back(options.ones ? at::ones(shape) : at::rand(shape));
   return inputs;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text;
+  for (const auto size : shape) text += (text.empty() ? "" : "x") + std::to_string(size);
+  return text;
 }
 
 double milliseconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
-}
-
-std::string describe(const tsnative::Prediction& prediction) {
-  std::ostringstream line;
-  line << (prediction.label.empty() ? std::to_string(prediction.index) : prediction.label) << ": "
-       << std::fixed << std::setprecision(2) << 100.0 * prediction.probability << "%";
-  return line.str();
-}
-
-nlohmann::json to_json(const std::vector<tsnative::Prediction>& predictions) {
-  auto list = nlohmann::json::array();
-  for (const auto& prediction : predictions) {
-    list.push_back({{"index", prediction.index},
-                    {"label", prediction.label.empty() ? nlohmann::json(nullptr)
-                                                       : nlohmann::json(prediction.label)},
-                    {"probability", prediction.probability}});
-  }
-  return list;
 }
 
 void print_tensor_result(const std::vector<std::vector<tsnative::Prediction>>& rows) {
@@ -288,9 +291,13 @@ int run(const Options& options) {
   if (!options.images.empty()) {
     return classify_images(options, *tsnative::Model::load(options.model, load_options));
   }
-  const auto inputs = make_inputs(options);
-  // Optimized variants are warmed up, and the fastest chosen, on the very input to be run.
-  if (load_options.optimize != tsnative::OptimizeLevel::kNone && options.method == "forward") {
+  // Optimized variants are warmed up, and the fastest chosen, on the very input to be run:
+  // given here, or, made from the model's recorded shape, at its first call.
+  const bool inputs_given = !options.inputs.empty() || !options.shape.empty();
+  std::vector<c10::IValue> inputs;
+  if (inputs_given) inputs = make_inputs(options, options.shape);
+  if (inputs_given && load_options.optimize != tsnative::OptimizeLevel::kNone &&
+      options.method == "forward") {
     load_options.warmup_inputs = inputs;
   }
   if (!options.json) std::cout << "Loading model..." << std::endl;
@@ -299,20 +306,38 @@ int run(const Options& options) {
   const double load_ms = milliseconds_since(load_start);
   if (!options.json) std::cout << "Model loaded successfully" << std::endl;
 
+  // A method without arguments gets none; another, an input of the shape the export recorded.
+  std::string guessed;  // said with any failure: the input was the tutorial's, not the model's
+  if (!inputs_given && !model->signature(options.method).arguments().empty()) {
+    auto shape = model->metadata().input_shape;
+    if (shape.empty()) {
+      shape = kTutorialShape;
+      guessed = "ts-infer made a random " + shape_text(shape) +
+                " input, as the model records no input shape: give --shape or --input";
+    }
+    inputs = make_inputs(options, shape);
+  }
+
   const auto forward_start = std::chrono::steady_clock::now();
-  const auto output = model->run(options.method, inputs);
+  c10::IValue output;
+  try {
+    output = model->run(options.method, inputs);
+  } catch (const tsnative::InferenceError& e) {
+    if (guessed.empty()) throw;
+    throw tsnative::InferenceError(std::string(e.what()) + " (" + guessed + ")");
+  }
   const double first_forward_ms = milliseconds_since(forward_start);
   const auto [forward_ms, forward_p90_ms] =
       options.repeat > 0 ? time_repeats(*model, options, inputs)
                          : std::pair<double, double>{first_forward_ms, first_forward_ms};
 
   if (!options.save_output.empty()) tsnative::save_value(options.save_output, output);
-  // A non-tensor output is fine when it is being saved; otherwise top-k explains the problem.
-  const bool show_topk = output.isTensor() || options.save_output.empty();
   const auto labels =
       options.labels.empty() ? model->metadata().labels : tsnative::resolve_labels(options.labels);
   std::optional<tsnative::TopK> top;
-  if (show_topk) top = tsnative::softmax_topk(output, options.k);
+  if (!options.raw && tsnative::is_class_scores(output)) {
+    top = tsnative::softmax_topk(output, options.k);
+  }
 
   if (options.json) {
     nlohmann::json report = {{"model", options.model},
@@ -324,6 +349,7 @@ int run(const Options& options) {
                              {"forward_ms", forward_ms},
                              {"forward_p90_ms", forward_p90_ms},
                              {"repeat", options.repeat}};
+    if (!top) report["output"] = tsnative::cli::value_to_json(output);
     if (top) {
       report["indices"] = nlohmann::json::array();
       report["probabilities"] = nlohmann::json::array();
@@ -339,6 +365,7 @@ int run(const Options& options) {
     std::cout << report.dump() << std::endl;
   } else {
     if (top) print_tensor_result(tsnative::to_predictions(*top, labels));
+    if (!top) tsnative::cli::print_value(std::cout, "output", output);
     if (options.repeat > 0) {
       std::cout << "forward: median " << std::fixed << std::setprecision(3) << forward_ms
                 << " ms, p90 " << forward_p90_ms << " ms over " << options.repeat << " runs ("
@@ -353,8 +380,8 @@ int run(const Options& options) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "Run a TorchScript model or AOTInductor package natively and print the top-k classes of its "
-      "output.",
+      "Run a TorchScript model or AOTInductor package natively: print the top-k classes of its "
+      "output (or the output itself, where it is not class scores), or classify images.",
       "ts-infer"};
   app.set_version_flag("--version", std::string("ts-infer ") + TSNATIVE_VERSION + " (LibTorch " +
                                         tsnative::torch_version() + ")");

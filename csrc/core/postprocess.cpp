@@ -24,6 +24,12 @@ TopK softmax_topk(const at::Tensor& logits, int64_t k) {
   return TopK{std::move(values), std::move(indices), logits.size(-1)};
 }
 
+bool is_class_scores(const c10::IValue& output) {
+  if (!output.isTensor()) return false;
+  const auto& scores = output.toTensor();
+  return scores.dim() >= 1 && at::isFloatingType(scores.scalar_type()) && scores.size(-1) >= 2;
+}
+
 TopK softmax_topk(const c10::IValue& output, int64_t k) {
   if (!output.isTensor()) {
     throw InferenceError("top-k needs the model to return a tensor, but it returned " +

@@ -19,6 +19,10 @@ struct TopK {
 // point tensor of at least one dimension.
 TopK softmax_topk(const at::Tensor& logits, int64_t k);
 
+// Whether softmax + top-k make sense of a method's output: a floating-point tensor of at least
+// one dimension whose last has two or more classes (not one probability, not a tuple).
+bool is_class_scores(const c10::IValue& output);
+
 // The same for a method's output, which must be a tensor; the error names what it was instead.
 TopK softmax_topk(const c10::IValue& output, int64_t k);
 

@@ -12,10 +12,10 @@ namespace tsnative {
 // Throws InputError naming the file and the cause.
 c10::IValue load_value(const std::string& path);
 
-// Writes a value so that Python's torch.load reads it back. Tensors and tuples load with
-// torch.load's default (weights_only=True); typed lists and dicts need weights_only=False,
-// because LibTorch's pickler tags their element types with globals the safe loader refuses.
-// Throws Error on failure.
+// Writes a value so that Python's torch.load reads it back with its default weights_only=True:
+// tensors, numbers, strings, None, and tuples, lists and dicts of them. Written whole or not
+// at all (an existing file is replaced only by a complete one). Throws Error naming the file
+// and the system's reason on failure.
 void save_value(const std::string& path, const c10::IValue& value);
 
 }  // namespace tsnative
