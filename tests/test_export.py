@@ -386,8 +386,8 @@ with warnings.catch_warnings(record=True) as caught:
 torch_deprecates = any("deprecated" in str(w.message) for w in caught)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    for name in ("a", "b"):
-        tsnative.export(torch.nn.Linear(2, 2), torch.ones(1, 2), {str(tmp_path)!r} + f"/{{name}}.pt")
+    for name in ("a.pt", "b.pt"):
+        tsnative.export(torch.nn.Linear(2, 2), torch.ones(1, 2), f"{tmp_path}/{{name}}")
 said = [str(w.message) for w in caught]
 print(torch_deprecates, len(said))
 print(*said, sep="\\n")
