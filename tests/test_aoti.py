@@ -137,12 +137,15 @@ def test_what_a_package_lacks_says_so(classifier_package: Path, ts_infer: Path) 
         module.named_parameters()
     with pytest.raises(AttributeError, match="methods: forward"):
         _ = module.encode
-    with pytest.raises(ValueError, match="optimize='fast' applies to TorchScript models"):
+    with pytest.raises(
+        ValueError, match=r"optimize level 'fast' \(optimize='fast', --optimize fast\) applies"
+    ):
         tsnative.load(classifier_package, optimize="fast")
     with pytest.raises(tsnative.ModelLoadError, match="loads from a file"):
         tsnative.load(classifier_package.read_bytes())
     code, _, stderr = run_cli(ts_infer, classifier_package, "--optimize", "exact")
     assert code == 2 and stderr.count("\n") == 1 and "AOTInductor package" in stderr
+    assert "--optimize exact" in stderr  # in ts-infer's terms too, not only Python's
 
 
 def test_concurrent_calls_agree(classifier_package: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,31 @@ print(*said, sep="\\n")
     assert count == "1", said
     assert said[0].startswith(f"torch {torch.__version__} deprecates TorchScript (.pt)")
     assert "tsnative.export(model, example, 'model.pt2')" in said[0]
+
+
+# --- A target that cannot be written: said before any work, in a line ----------------------
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pt2", ".onnx"])
+def test_a_missing_folder_is_said_at_once(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / "nodir" / f"m{suffix}"
+    with pytest.raises(tsnative.ExportError) as error:
+        tsnative.export(build("identity"), torch.ones(2, 3), path)
+    folder = str(path.parent)
+    assert str(error.value) == f"cannot write {str(path)!r}: there is no folder {folder!r}"
+
+
+def test_a_folder_in_the_way_is_said_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    path.mkdir()
+    with pytest.raises(tsnative.ExportError, match=r"^cannot write '.*m\.pt': Is a directory$"):
+        tsnative.export(build("identity"), torch.ones(2, 3), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no partial file left
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_a_read_only_folder_is_said_with_the_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    with pytest.raises(tsnative.ExportError, match=r"^cannot write '.*': Permission denied$"):
+        tsnative.export(build("identity"), torch.ones(2, 3), folder / "m.pt")

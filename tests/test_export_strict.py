@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 import tsnative
+from helpers import run_python
 from torch import nn
 
 DATA_DEPENDENT = """
@@ -131,3 +132,37 @@ def test_a_script_on_stdin_gets_the_refusal(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("refused: not written: the traced file may not equal")
     assert not (tmp_path / "dd.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "name", "needs"),
+    [
+        pytest.param(".pt2", "AOTInductor", None, id="aoti"),
+        pytest.param(".onnx", "ONNX", "onnxscript", id="onnx"),
+    ],
+)
+def test_an_export_shows_tsnative_words_only(
+    tmp_path: Path, suffix: str, name: str, needs: str | None
+) -> None:
+    # torch.export logs the FX graph of a failure (twice), and the ONNX exporter four lines
+    # about torchvision on every export: the user sees the ExportError, nothing besides.
+    if needs:
+        pytest.importorskip(needs, reason="the onnx extra is not installed")
+    script = (
+        "import torch, tsnative\n"
+        + DATA_DEPENDENT
+        + textwrap.dedent(
+            f"""
+        folder = {str(tmp_path)!r}
+        try:
+            tsnative.export(DataDependent(), torch.ones(1, 3), folder + "/dd{suffix}")
+        except tsnative.ExportError as error:
+            print(str(error).split(":")[0])
+        tsnative.export(torch.nn.Linear(3, 2), torch.ones(2, 3), folder + "/ok{suffix}")
+        print("written")
+        """
+        )
+    )
+    result = run_python(script)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [f"cannot export to {name}", "written"]

@@ -156,8 +156,9 @@ def test_ts_infer_on_an_object_says_so_in_one_line(
     code, _, stderr = run_cli(ts_infer, maker_path, "--input", tmp_path / "x.pt", "--json")
     assert (code, stderr) == (
         1,
-        "ts-infer: error: top-k needs the model to return a tensor, but it returned "
-        "__torch__.Pair\n",
+        "ts-infer: error: forward() returned a Pair object (an instance of a TorchScript class), "
+        "which ts-infer cannot show: return its tensors instead, or read it through the Python "
+        "API (tsnative.ScriptObject)\n",
     )
     out = tmp_path / "out.pt"
     code, _, stderr = run_cli(

@@ -25,6 +25,7 @@
 #include "core/model.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
+#include "core/script_object.h"
 #include "core/tensor_io.h"
 
 namespace {
@@ -332,6 +333,12 @@ int run(const Options& options) {
                          : std::pair<double, double>{first_forward_ms, first_forward_ms};
 
   if (!options.save_output.empty()) tsnative::save_value(options.save_output, output);
+  if (c10::IValue object; tsnative::holds_script_object(output, &object)) {
+    throw tsnative::InferenceError(
+        options.method + "() returned a " + tsnative::object_type_name(object.toObjectRef()) +
+        " object (an instance of a TorchScript class), which ts-infer cannot show: return its "
+        "tensors instead, or read it through the Python API (tsnative.ScriptObject)");
+  }
   const auto labels =
       options.labels.empty() ? model->metadata().labels : tsnative::resolve_labels(options.labels);
   std::optional<tsnative::TopK> top;

@@ -162,6 +162,52 @@ py::object unwrap_script_objects(const py::handle& value, const Model& target) {
   return py::reinterpret_borrow<py::object>(value);
 }
 
+// A Python value's type as the user knows it: "numpy.ndarray", "str".
+std::string python_type_name(const py::handle& value) {
+  const auto type = py::type::of(value);
+  const auto module = py::cast<std::string>(type.attr("__module__"));
+  const auto name = py::cast<std::string>(type.attr("__qualname__"));
+  return module == "builtins" ? name : module + "." + name;
+}
+
+// The first argument that cannot become its parameter's type, said in the user's terms (torch's
+// own message prints the whole value, numpy arrays included, and pybind11's cast details);
+// "" if each converts alone (then the call as a whole is what does not fit).
+std::string argument_mismatch(const c10::FunctionSchema& signature, const std::string& method,
+                              const py::args& args, const py::kwargs& kwargs) {
+  const auto& parameters = signature.arguments();
+  const auto explain = [&](const c10::Argument& parameter, const py::handle& value,
+                           const std::string& where) -> std::string {
+    try {
+      torch::jit::toIValue(value, parameter.type());
+      return "";
+    } catch (const std::exception&) {
+    }
+    const std::string given = python_type_name(value);
+    std::string hint;
+    if (given == "numpy.ndarray" && parameter.type()->kind() == c10::TypeKind::TensorType) {
+      hint = "; convert it with torch.from_numpy(array)";
+    } else if ((py::isinstance<py::list>(value) || py::isinstance<py::tuple>(value)) &&
+               parameter.type()->kind() == c10::TypeKind::TensorType) {
+      hint = "; make it a tensor with torch.tensor(...)";
+    }
+    return method + "() argument '" + parameter.name() + "' (" + where + ") must be " +
+           parameter.type()->annotation_str() + ", not " + given + hint +
+           ". Declaration: " + c10::str(signature);
+  };
+  for (size_t i = 0; i < args.size() && i < parameters.size(); ++i) {
+    auto found = explain(parameters[i], args[i], "position " + std::to_string(i + 1));
+    if (!found.empty()) return found;
+  }
+  for (const auto& item : kwargs) {
+    const auto index = signature.argumentIndexWithName(py::cast<std::string>(item.first));
+    if (!index) continue;
+    auto found = explain(parameters[*index], item.second, "keyword");
+    if (!found.empty()) return found;
+  }
+  return "";
+}
+
 // Python arguments -> the stack of a method of `model` with this signature (without self).
 torch::jit::Stack to_stack(const Model& model, const c10::FunctionSchema& signature,
                            const std::string& method, const py::args& args,
@@ -174,15 +220,21 @@ torch::jit::Stack to_stack(const Model& model, const c10::FunctionSchema& signat
                           "'. Declaration: " + c10::str(signature));
     }
   }
-  // The common call (tensors, numbers) goes to torch as it came: no copy of the arguments.
-  if (!argument_holds_script_object(args) && !argument_holds_script_object(kwargs)) {
-    return torch::jit::createStackForSchema(signature, args, kwargs, std::nullopt);
+  try {
+    // The common call (tensors, numbers) goes to torch as it came: no copy of the arguments.
+    if (!argument_holds_script_object(args) && !argument_holds_script_object(kwargs)) {
+      return torch::jit::createStackForSchema(signature, args, kwargs, std::nullopt);
+    }
+    py::tuple positional(args.size());
+    for (size_t i = 0; i < args.size(); ++i) positional[i] = unwrap_script_objects(args[i], model);
+    py::kwargs named;
+    for (const auto& item : kwargs) named[item.first] = unwrap_script_objects(item.second, model);
+    return torch::jit::createStackForSchema(signature, positional, named, std::nullopt);
+  } catch (const torch::jit::schema_match_error&) {
+    const auto mismatch = argument_mismatch(signature, method, args, kwargs);
+    if (mismatch.empty()) throw;
+    throw ArgumentError(mismatch);
   }
-  py::tuple positional(args.size());
-  for (size_t i = 0; i < args.size(); ++i) positional[i] = unwrap_script_objects(args[i], model);
-  py::kwargs named;
-  for (const auto& item : kwargs) named[item.first] = unwrap_script_objects(item.second, model);
-  return torch::jit::createStackForSchema(signature, positional, named, std::nullopt);
 }
 
 // One warm-up argument, typed by its value (the method's schema is unknown before the load):

@@ -61,7 +61,7 @@ def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) ->
                 return _Script(torch.jit.script(model), "script")
         except Exception as error:
             if method == "script":
-                raise ExportError(f"torch.jit.script failed: {error}") from error
+                raise ExportError(f"torch.jit.script failed: {error}") from None
             script_failure = _first_line(error)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
@@ -70,7 +70,7 @@ def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) ->
                 # strict=False: models returning a dict or list trace too.
                 traced = torch.jit.trace(model, example, check_trace=False, strict=False)
         except Exception as error:
-            raise ExportError(f"torch.jit.trace failed: {error}") from error
+            raise ExportError(f"torch.jit.trace failed: {error}") from None
     torch_code = os.path.dirname(torch.__file__) + os.sep
     tracer_warnings = [
         f"{w.filename}:{w.lineno}: {_first_line(w.message).split('. ')[0]}"
@@ -235,6 +235,17 @@ def _format_of(path: Path, format: Format | None) -> Format:
     return found  # type: ignore[return-value]
 
 
+def _claim(staging: Path, path: Path) -> None:
+    """Creates the file the export is written to before it replaces `path`; an ExportError with
+    the system's reason (no such folder, read-only, no permission) if that cannot be done."""
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {str(path)!r}: there is no folder {str(path.parent)!r}")
+    try:
+        staging.open("wb").close()
+    except OSError as error:
+        raise ExportError(f"cannot write {str(path)!r}: {error.strerror}") from None
+
+
 def _grown_batch(example: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The example with one more row, to prove a dynamic batch dimension; None if its tensors
     do not share a first dimension."""
@@ -300,51 +311,58 @@ def export(
         metadata.input_shape = list(example[0].shape)
     metadata.tsnative_version = _C.__version__
 
+    if chosen in _EXPORTERS and method != "auto":
+        name, exporter = _EXPORTERS[chosen]
+        raise ValueError(f"method={method!r} is TorchScript's; an {name} export is {exporter}'s")
     # AOTInductor writes packages only to names ending in .pt2.
     staging = path.with_name(path.name + ".partial" + (".pt2" if chosen == "aoti" else ""))
+    _claim(staging, path)  # before any work: a folder that cannot be written is said at once
     input_sets = [("the example input", example)] + [
         (f"check input #{number + 1}", _as_tuple(inputs))
         for number, inputs in enumerate(check_inputs or ())
     ]
-    if chosen in ("onnx", "aoti"):
-        name, exporter = _EXPORTERS[chosen]
-        if method != "auto":
-            raise ValueError(
-                f"method={method!r} is TorchScript's; an {name} export is {exporter}'s"
-            )
-        how, hint, untrusted = name, "", ""
-        metadata.export_method = exporter
-        try:
-            if chosen == "onnx":
-                onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
-            else:
-                metadata_json = metadata.to_json()
-                aoti.write_package(
-                    model, example, str(staging), metadata_json, dynamic_batch, progress, path.name
-                )
-        except (onnx.OnnxExportFailure, aoti.PackageExportFailure) as failure:
-            staging.unlink(missing_ok=True)
-            raise ExportError(
-                f"cannot export to {name}: {failure}; export to .pt (TorchScript) instead, "
-                "which keeps Python control flow and takes any argument (method='script')"
-            ) from None
-        grown = _grown_batch(example) if dynamic_batch else None
-        if grown is not None:
-            rows = grown[0].shape[0]
-            input_sets.append((f"the example grown to {rows} rows (the batch is dynamic)", grown))
-            hint = (
-                " The batch dimension was exported dynamic: give an example of 2 or more rows, "
-                "or export with dynamic_batch=False."
-            )
-    else:
-        script = _to_script(model, example, method)
-        how, hint, untrusted = f"{script.method}d", _trace_hint(script), _untrusted_trace(script)
-        metadata.export_method = script.method
-        with _torchscript_quiet():
-            torch.jit.save(
-                script.module, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()}
-            )
     try:
+        if chosen in _EXPORTERS:
+            name, exporter = _EXPORTERS[chosen]
+            how, hint, untrusted = name, "", ""
+            metadata.export_method = exporter
+            try:
+                if chosen == "onnx":
+                    onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
+                else:
+                    aoti.write_package(
+                        model,
+                        example,
+                        str(staging),
+                        metadata.to_json(),
+                        dynamic_batch,
+                        progress,
+                        path.name,
+                    )
+            except (onnx.OnnxExportFailure, aoti.PackageExportFailure) as failure:
+                raise ExportError(
+                    f"cannot export to {name}: {failure}; export to .pt (TorchScript) instead, "
+                    "which keeps Python control flow and takes any argument (method='script')"
+                ) from None
+            grown = _grown_batch(example) if dynamic_batch else None
+            if grown is not None:
+                rows = grown[0].shape[0]
+                input_sets.append(
+                    (f"the example grown to {rows} rows (the batch is dynamic)", grown)
+                )
+                hint = (
+                    " The batch dimension was exported dynamic: give an example of 2 or more "
+                    "rows, or export with dynamic_batch=False."
+                )
+        else:
+            script = _to_script(model, example, method)
+            how, hint = f"{script.method}d", _trace_hint(script)
+            untrusted = _untrusted_trace(script)
+            metadata.export_method = script.method
+            with _torchscript_quiet():
+                torch.jit.save(
+                    script.module, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()}
+                )
         native = load(staging)
         _check_matches_eager(
             model, native, input_sets, how, hint, rtol, atol, flat=chosen == "onnx"
@@ -356,6 +374,10 @@ def export(
                 "method='script', or export to .pt2 (torch.export refuses what it cannot "
                 "capture), or pass strict=False to write the trace anyway"
             )
+        try:
+            os.replace(staging, path)
+        except OSError as error:
+            raise ExportError(f"cannot write {str(path)!r}: {error.strerror}") from None
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
@@ -363,5 +385,4 @@ def export(
         warnings.warn(f"{path} written with strict=False: {untrusted}", ExportWarning, stacklevel=2)
     if chosen == "torchscript":
         _note_successor()
-    os.replace(staging, path)
     return load(path)

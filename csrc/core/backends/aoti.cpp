@@ -51,8 +51,9 @@ std::string platform_problem(const std::unordered_map<std::string, std::string>&
   const auto wanted = c10::DeviceTypeName(device.type(), /*lower_case=*/true);
   if (!compiled_for.empty() && compiled_for != wanted) {
     return "it was compiled for " + compiled_for + ", not " + wanted +
-           " (AOTInductor compiles for one device: load it with device='" + compiled_for +
-           "', or export it again for " + wanted + ")";
+           " (AOTInductor compiles for one device: load it on " + compiled_for + " (device='" +
+           compiled_for + "', --device " + compiled_for + "), or export it again for " + wanted +
+           ")";
   }
   utsname host{};
   const auto machine = value_of(metadata, "AOTI_MACHINE");
@@ -173,10 +174,12 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
         "shared library): save it and load its path");
   }
   if (options.optimize != OptimizeLevel::kNone) {
-    throw OptionError(std::string("optimize='") + optimize_level_name(options.optimize) +
-                      "' applies to TorchScript models, and " + source +
+    // Both front ends reach this: the message names the level as each of them spells it.
+    const std::string level = optimize_level_name(options.optimize);
+    throw OptionError("optimize level '" + level + "' (optimize='" + level + "', --optimize " +
+                      level + ") applies to TorchScript models, and " + source +
                       " is an AOTInductor package, compiled and optimized ahead of time: load "
-                      "it with optimize='none' (for bfloat16, export it from a bfloat16 model)");
+                      "it at level 'none' (for bfloat16, export it from a bfloat16 model)");
   }
   std::unique_ptr<AotiBackend> package(new AotiBackend(source, device));
   std::unordered_map<std::string, std::string> metadata;

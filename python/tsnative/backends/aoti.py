@@ -7,18 +7,17 @@ TorchScript archive; only writing one needs Python (torch.export and Inductor's 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from .. import _C
+from ._quiet import quiet
 
 
 class PackageExportFailure(Exception):
@@ -56,7 +55,7 @@ def write_package(
     }
     with _stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
         try:
-            with _size_oblivious(), _quiet():
+            with _size_oblivious(), quiet():
                 torch._inductor.aoti_compile_and_package(
                     program, package_path=path, inductor_configs=configs
                 )
@@ -84,7 +83,7 @@ def _exported(
             {0: torch.export.Dim.DYNAMIC} if value.dim() >= 1 else None for value in example
         )
     try:
-        with _size_oblivious(), _quiet(), torch.no_grad():
+        with _size_oblivious(), quiet(), torch.no_grad():
             return torch.export.export(model, example, dynamic_shapes=dynamic_shapes)
     except Exception as error:
         raise PackageExportFailure(f"torch.export failed: {_cause(error)}") from None
@@ -152,14 +151,6 @@ def _stage(progress: bool | None, description: str) -> Iterator[None]:
         bar.bar_format = "{desc}"
         bar.set_description_str(f"{description}: done in {time.monotonic() - started:.0f} s")
         bar.close()
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """torch.export and Inductor warn about internals a user cannot act on."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _cause(error: BaseException) -> str:

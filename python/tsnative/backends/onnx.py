@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import _C
+from ._quiet import quiet
 
 EXTRA = "pip install 'tsnative[onnx]'"
 # The key of the metadata entry (ModelProto.metadata_props): the JSON a TorchScript archive
@@ -268,10 +269,6 @@ def write_onnx(
 ) -> None:
     """Exports `model` with torch.onnx.export (torch.export, then ONNX Script's translation),
     its first dimension dynamic when `dynamic_batch`, the metadata in metadata_props."""
-    import contextlib
-    import io
-    import warnings
-
     for number, value in enumerate(example):
         if not isinstance(value, torch.Tensor):
             raise OnnxExportFailure(
@@ -289,14 +286,8 @@ def write_onnx(
     with torch.no_grad():
         count = len(torch.utils._pytree.tree_leaves(model(*example)))
     output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
-    chatter = io.StringIO()  # the exporter prints its steps and warns about missing extras
     try:
-        with (
-            contextlib.redirect_stdout(chatter),
-            contextlib.redirect_stderr(chatter),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
+        with quiet():  # the exporter prints its steps and warns about missing extras
             program = torch.onnx.export(
                 model,
                 example,
