@@ -127,3 +127,54 @@ def test_python_m_tsnative_compare_from_a_shell(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "AttributeError" in bad.stderr
+
+
+def _compare_in_a_shell(*args: str) -> subprocess.CompletedProcess[str]:
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent / "examples")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tsnative", "compare", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_inputs_the_eager_model_fails_on_are_one_line(tmp_path: Path) -> None:
+    # cnn_bn_dropout is float32: a float64 input fails in eager itself, before any format.
+    torch.save(torch.rand(2, 3, 16, 16, dtype=torch.float64), tmp_path / "x64.pt")
+    done = _compare_in_a_shell("models:SmallCNN", "--input", str(tmp_path / "x64.pt"))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.count("\n") == 1, done.stderr  # no traceback
+    assert done.stderr.startswith(
+        "python -m tsnative compare: ValueError: the eager model fails on these inputs "
+        "(RuntimeError: "
+    )
+
+
+def test_a_given_file_that_cannot_load_fails_the_command(tmp_path: Path) -> None:
+    torch.save(_cnn_and_input()[1], tmp_path / "x.pt")
+    missing = tmp_path / "missing.pt"
+    done = _compare_in_a_shell(
+        "models:SmallCNN",
+        "--input",
+        str(tmp_path / "x.pt"),
+        "--pt",
+        str(missing),
+        "--formats",
+        "torchscript",
+        "--levels",
+        "none",
+        "--rounds",
+        "1",
+    )
+    assert done.returncode == 1
+    assert f"cannot load '{missing}': no such file" in done.stdout  # its row in the table
+    assert done.stderr == (
+        f"python -m tsnative compare: torchscript none: cannot load '{missing}': no such file\n"
+    )

@@ -5,6 +5,7 @@ the same file (the same core), errors included, with 1 and 2 actors, and as Parq
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,17 @@ def test_without_ray_the_error_names_the_extra() -> None:
         "tsnative.ray needs Ray Data, which is not installed: pip install 'tsnative[ray]' "
         "(or pip install 'ray[data]')"
     )
+
+
+def test_no_deprecated_ray_arguments(local_ray: None, tiny_classifier: Classifier, folder: Path):
+    # Ray 2.51 deprecated map_batches(concurrency=...) with a warning in the user's log.
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = said.append  # type: ignore[method-assign]
+    logger = logging.getLogger("ray.data")
+    logger.addHandler(handler)
+    try:
+        tsnative.ray.classify(tiny_classifier.path, folder, concurrency=1)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in said if "deprecated" in r.getMessage()] == []

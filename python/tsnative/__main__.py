@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser(
         "compare",
-        help="eager vs TorchScript (each optimize level) vs ONNX Runtime on the same inputs",
+        help="eager vs TorchScript (each optimize level) vs AOTInductor vs ONNX Runtime on the "
+        "same inputs",
         description="Runs the eager model and each deployment format on the same inputs and "
         "prints how close each is to eager, how fast, and the fastest within tolerance.",
     )
@@ -90,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(report)
-    return 0
+    for runner in report.failed_files:  # the table shows it; the exit status must too
+        print(f"python -m tsnative compare: {runner.name}: {runner.error}", file=sys.stderr)
+    return 1 if report.failed_files else 0
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Runner:
     reduced_precision: bool = False  # ran in bfloat16: judged by top-k / cosine, not tolerance
     within_tolerance: bool | None = None
     error: str = ""  # why it could not be exported, loaded or run
+    given: bool = False  # a file passed in, not one compare exported
 
     @property
     def max_abs(self) -> float | None:
@@ -68,6 +69,12 @@ class Comparison:
     rtol: float
     atol: float
     rounds: int
+
+    @property
+    def failed_files(self) -> list[Runner]:
+        """The runners of files given to compare (not exported by it) that could not be loaded
+        or run: the user's file is at fault, not the format."""
+        return [r for r in self.runners if r.error and r.given]
 
     @property
     def fastest(self) -> Runner | None:
@@ -137,15 +144,23 @@ def compare(
     classifier (a 2-D floating first output), cosine similarity, and median latency over
     `rounds` interleaved calls after warm-up. Print the result for the table; `.fastest` is
     the fastest runner within tolerance. A format that cannot export or run the model is a row
-    that says why.
+    that says why (`.failed_files` lists the rows of files given in `files`). Inputs the eager
+    model itself fails on are a ValueError.
     """
     for name in formats:
         if name not in FORMATS:
             raise ValueError(f"formats are {', '.join(FORMATS)}, not {name!r}")
     example = inputs if isinstance(inputs, tuple) else (inputs,)
     model = model.eval()
-    with torch.inference_mode():
-        reference = _tensors(model(*example))
+    try:
+        with torch.inference_mode():
+            reference = _tensors(model(*example))
+    except Exception as error:  # the reference itself: nothing to compare with
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"the eager model fails on these inputs ({type(error).__name__}: {cause}); "
+            "give inputs it takes (their dtype, shape and device)"
+        ) from None
     runners = [Runner("eager", "eager", "")]
     calls: list[Callable[[], Any] | None] = [lambda: _eager(model, example)]
     with tempfile.TemporaryDirectory(prefix="tsnative-compare-") as scratch:
@@ -159,6 +174,7 @@ def compare(
                     name,
                     level if name == "torchscript" else "",
                     error=error,
+                    given=given is not None,
                 )
                 runners.append(runner)
                 calls.append(None if error else _loaded(runner, path, level, example))

@@ -139,7 +139,7 @@ def classify(
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),  # Ray's `concurrency` is deprecated
         num_cpus=threads_per_actor,
     )
     if output is None:
