@@ -89,3 +89,22 @@ def test_example_app_errors(example_app: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr == f"example-app: cannot load '{tmp_path / 'missing.pt'}': no such file\n"
+
+
+def test_the_readme_example_is_the_one_built_here(
+    example_app: Path, tiny_classifier: Classifier, photo_dir: Path, tmp_path: Path
+) -> None:
+    # README.md shows examples/cpp/readme.cpp (less its first comment line), which was built
+    # beside example-app: it compiles with the includes it shows, and runs.
+    source = (EXAMPLE / "readme.cpp").read_text().split("\n", 1)[1]
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    assert f"```cpp\n{source}```\n" in readme
+    shutil.copy(tiny_classifier.path, tmp_path / "classifier.pt")
+    photo = sorted(photo_dir.glob("*.jpg"))[0]
+    shutil.copy(photo, tmp_path / "tiger.jpg")
+    result = subprocess.run(
+        [example_app.parent / "readme"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (expected,) = tsnative.classify(tiny_classifier.path, photo)
+    assert result.stdout == f"tiger.jpg: {expected.top.label}\n"

@@ -496,3 +496,17 @@ def test_resize_follows_torchvision_size_rule(image_dir: Path, name: str, shape)
     actual = tsnative.load_image(str(image_dir / name), resize=256, crop=0)
     assert tuple(actual.shape) == (3, *resized_size(*shape, 256))
     assert actual.dtype == torch.float32
+
+
+def test_load_image_takes_a_preprocess_dict_as_classify_does(image_dir: Path) -> None:
+    # The same spelling as export(preprocess=...) and classify(preprocess=...), and a model's own
+    # Module.preprocess; keyword arguments still override it.
+    path = image_dir / "coffee_wide.png"
+    spec = {"resize": 40, "crop": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    expected = pillow_preprocess(path, **spec)
+    actual = tsnative.load_image(path, spec)
+    assert_close_to_pillow(actual, expected, PREPROCESS_ATOL / 0.25, "a preprocess dict")
+    assert tsnative.load_image(path, spec, crop=16).shape == (3, 16, 16)
+    torch.testing.assert_close(
+        tsnative.load_image(path, "imagenet"), tsnative.load_image(path), rtol=0, atol=0
+    )

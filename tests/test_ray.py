@@ -120,8 +120,7 @@ def test_without_ray_the_error_names_the_extra() -> None:
     )
     result = run_python(code)
     assert result.stdout.strip() == (
-        "tsnative.ray needs Ray Data, which is not installed: pip install 'tsnative[ray]' "
-        "(or pip install 'ray[data]')"
+        "tsnative.ray needs Ray Data, which is not installed: pip install 'ray[data]>=2.60'"
     )
 
 

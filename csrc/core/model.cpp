@@ -76,7 +76,7 @@ std::shared_ptr<Model> Model::load_archive(
         source +
         " is an ONNX model, and this core runs TorchScript and AOTInductor packages: run it "
         "from Python, where tsnative.load runs ONNX models with ONNX Runtime (pip install "
-        "'tsnative[onnx]')");
+        "onnxruntime)");
   }
   if (const auto problem = archive_problem(archive); !problem.empty()) {
     throw LoadError(source + " is corrupt: " + problem);

@@ -49,6 +49,7 @@ def decode_image(path: PathLike, color: Literal["rgb", "grayscale"] = "rgb") -> 
 
 def load_image(
     path: PathLike,
+    preprocess: Preprocessing | None = None,
     *,
     resize: int | None = None,
     crop: int | None = None,
@@ -60,9 +61,11 @@ def load_image(
 
     Resize the shorter side to `resize` (bilinear, antialiased), centre-crop `crop`, scale to
     [0, 1], normalise with `mean` / `std`. Unset arguments take the ImageNet defaults
-    (256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb"). Returns float32 CHW.
+    (256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb"). `preprocess` takes the
+    same as export's and classify's ("imagenet", or a dict of those keys, e.g. a model's
+    ``Module.preprocess``); the keyword arguments override it. Returns float32 CHW.
     """
-    spec = make_preprocess(resize=resize, crop=crop, mean=mean, std=std, color=color)
+    spec = make_preprocess(preprocess, resize=resize, crop=crop, mean=mean, std=std, color=color)
     return _C.load_image(os.fspath(path), spec)
 
 

@@ -64,7 +64,8 @@ class Module:
     @property
     def attributes(self) -> dict[str, Any]:
         """The module's other attributes (ints, floats, strings, lists, ...) by dotted name, as
-        saved; tensors and the training flags (always eval mode here) are left out."""
+        saved; tensors and nn.Module's own bookkeeping (the training flags: always eval mode
+        here; _is_full_backward_hook) are left out."""
         return self._model.attributes()
 
     @property
@@ -144,7 +145,7 @@ def load(
     """Loads a TorchScript or ONNX model onto ``device`` ("cpu", "cuda", "cuda:N").
 
     The format is told from the file's first bytes, not its name. TorchScript runs in the C++
-    core; ONNX runs in an ONNX Runtime session (``pip install 'tsnative[onnx]'``) behind the
+    core; ONNX runs in an ONNX Runtime session (the onnx extra: onnxruntime) behind the
     same Module: call, topk, labels, preprocess, signature, methods, classify. An ONNX model
     has only ``forward``, takes tensors only, returns a tensor or a tuple of them (a dict
     output comes back as its values, in order), and has no optimize levels (ONNX Runtime

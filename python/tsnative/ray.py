@@ -4,7 +4,7 @@ Ray Data spreads the files over actors; each actor loads the model once and clas
 batches through the same C++ pipeline as ``tsnative.classify`` and ``ts-infer`` (decoding,
 preprocessing, top-k in the core), so every row equals theirs. Needs the ``ray`` extra::
 
-    pip install 'tsnative[ray]'
+    pip install 'ray[data]>=2.60'
 
     import tsnative.ray
     tsnative.ray.classify("classifier.pt", "/shared/photos/", output="preds.parquet", k=5)
@@ -19,14 +19,15 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from ._extras import install_hint
+
 try:
     import ray
     import ray.data
-except ImportError as error:  # pragma: no cover - exercised without the extra
+except ImportError:  # pragma: no cover - exercised without the extra
     raise ImportError(
-        "tsnative.ray needs Ray Data, which is not installed: pip install 'tsnative[ray]' "
-        "(or pip install 'ray[data]')"
-    ) from error
+        f"tsnative.ray needs Ray Data, which is not installed: {install_hint('ray')}"
+    ) from None
 
 from . import _C
 from .images import Preprocessing

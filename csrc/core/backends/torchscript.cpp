@@ -413,11 +413,12 @@ std::vector<std::pair<std::string, c10::IValue>> TorchScriptBackend::attributes(
   for (const auto& slot :
        saved_module(*current, "the attributes").named_attributes(/*recurse=*/true)) {
     const auto& value = slot.value;
-    const bool training =
-        slot.name == "training" ||
-        (slot.name.size() > 9 && slot.name.compare(slot.name.size() - 9, 9, ".training") == 0);
+    // What nn.Module itself keeps on every module (the training flag: always eval here; the
+    // hooks' bookkeeping), not the model's own attributes.
+    const auto own_name = slot.name.substr(slot.name.rfind('.') + 1);
+    const bool bookkeeping = own_name == "training" || own_name == "_is_full_backward_hook";
     const bool submodule = value.isObject() && value.toObjectRef().type()->is_module();
-    if (!value.isTensor() && !submodule && !training) values.emplace_back(slot.name, value);
+    if (!value.isTensor() && !submodule && !bookkeeping) values.emplace_back(slot.name, value);
   }
   return values;
 }

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from .. import _C
+from .._extras import install_hint
 from ._quiet import quiet
 
-EXTRA = "pip install 'tsnative[onnx]'"
+EXTRA = install_hint("onnx")
 # The key of the metadata entry (ModelProto.metadata_props): the JSON a TorchScript archive
 # carries as its extra file of the same name.
 METADATA_KEY = _C.METADATA_FILE
