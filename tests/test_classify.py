@@ -333,12 +333,20 @@ def test_batch_size_below_one_is_a_value_error(
         tsnative.classify(tiny_classifier.path, photo_dir, batch_size=batch_size)
 
 
-@pytest.mark.parametrize(("k", "expected"), [(1, 1), (5, 5), (7, 5), (1000, 5)])
-def test_k_is_clamped_to_the_number_of_classes(
-    tiny_classifier: Classifier, photo_dir: Path, k: int, expected: int
+@pytest.mark.parametrize(("k", "expected"), [(1, 1), (5, 5), (None, 5)])
+def test_k_predictions_per_image(
+    tiny_classifier: Classifier, photo_dir: Path, k: int | None, expected: int
 ) -> None:
     results = tsnative.classify(tiny_classifier.path, photo_dir, k=k)
     assert {len(r.predictions) for r in results} == {expected}
+
+
+@pytest.mark.parametrize("k", [7, 1000])
+def test_k_above_the_number_of_classes_is_a_value_error(
+    tiny_classifier: Classifier, photo_dir: Path, k: int
+) -> None:
+    with pytest.raises(ValueError, match=rf"^top-k of {k} classes, but the output has 5 "):
+        tsnative.classify(tiny_classifier.path, photo_dir, k=k)
 
 
 def test_progress_bar_with_captured_output(

@@ -99,9 +99,16 @@ def test_topk(saved_models: SavedModels, ts_infer: Path, flag: str) -> None:
     assert [_indices(stdout)] == expected
 
 
-def test_topk_is_clamped_to_the_class_count(saved_models: SavedModels, ts_infer: Path) -> None:
-    report = _json(ts_infer, saved_models.path("cnn_bn_dropout"), "--shape", "1,3,8,8", "-k", "50")
-    assert sorted(report["indices"][0]) == list(range(10))
+def test_topk_above_the_class_count_is_a_usage_error(
+    saved_models: SavedModels, ts_infer: Path
+) -> None:
+    path = saved_models.path("cnn_bn_dropout")  # 10 classes
+    code, _, stderr = run_cli(ts_infer, path, "--shape", "1,3,8,8", "-k", "50")
+    assert code == 2
+    assert stderr.startswith("ts-infer: top-k of 50 classes, but the output has 10"), stderr
+    assert sorted(_json(ts_infer, path, "--shape", "1,3,8,8", "-k", "10")["indices"][0]) == list(
+        range(10)
+    )
 
 
 def test_method(saved_models: SavedModels, ts_infer: Path) -> None:

@@ -119,14 +119,17 @@ def test_topk_matches_eager_softmax_topk(saved_models: SavedModels, k: int) -> N
     assert_outputs_equal(probabilities, expected_probabilities, exact=False)
 
 
-def test_topk_default_k_is_5_and_k_is_clamped(saved_models: SavedModels) -> None:
+def test_topk_default_k_is_5_and_more_than_the_classes_is_an_error(
+    saved_models: SavedModels,
+) -> None:
     module = tsnative.load(saved_models.path("cnn_bn_dropout"))  # 10 classes
     (x,) = SavedModels.inputs("cnn_bn_dropout", "b1")
     assert module.topk(x)[1].shape == (1, 5)
-    probabilities, indices = module.topk(x, k=100)
-    assert indices.shape == (1, 10)
+    probabilities, indices = module.topk(x, k=10)
     assert sorted(indices[0].tolist()) == list(range(10))
     assert probabilities.sum().item() == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"^top-k of 100 classes, but the output has 10 "):
+        module.topk(x, k=100)
 
 
 def test_topk_rejects_k_0(saved_models: SavedModels) -> None:

@@ -45,7 +45,7 @@ struct Options {
   std::vector<int64_t> shape;  // empty: the recorded input shape (see generated_input_shape)
   bool ones = false;
   std::optional<uint64_t> seed;
-  int64_t k = 5;
+  std::optional<int64_t> k;  // unset: 5, or every class where there are fewer
   std::string method = "forward";
   std::optional<int> threads;
   std::vector<std::string> libraries;
@@ -94,9 +94,9 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option("--seed", options.seed, "Seed for the random input (LibTorch's default if unset)")
       ->excludes(input)
       ->excludes(images);
-  app.add_option("-k,--topk", options.k, "How many classes to show")
-      ->check(kAtLeastOne)
-      ->capture_default_str();
+  app.add_option("-k,--topk", options.k,
+                 "How many classes to show (default: 5, or every class where there are fewer)")
+      ->check(kAtLeastOne);
   app.add_option("--device", options.load.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", options.threads, "Intra-op threads (LibTorch's default if unset)")
       ->check(kAtLeastOne);

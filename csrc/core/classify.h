@@ -31,7 +31,7 @@ struct Classification {
 // Overrides of what the model's metadata says: preprocessing fields that are set replace the
 // metadata's (or, for a model without, the ImageNet defaults of Preprocess).
 struct ClassifyOptions {
-  int64_t k = 5;
+  std::optional<int64_t> k;  // unset: softmax_topk's default
   int64_t batch_size = 16;
   PreprocessOverrides preprocess;
   std::optional<std::vector<std::string>> labels;

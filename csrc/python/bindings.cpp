@@ -418,7 +418,8 @@ void bind_model(py::module_& m) {
            })
       .def(
           "topk",
-          [](const Model& model, int64_t k, const py::args& args, const py::kwargs& kwargs) {
+          [](const Model& model, std::optional<int64_t> k, const py::args& args,
+             const py::kwargs& kwargs) {
             auto stack = to_stack(model, model.signature("forward"), "forward", args, kwargs);
             py::gil_scoped_release no_gil;
             auto top = softmax_topk(model.forward(std::move(stack)), k);
@@ -515,7 +516,7 @@ void bind_images(py::module_& m) {
   m.def("resolve_labels", &resolve_labels, py::arg("spec"));
   m.def(
       "softmax_topk",
-      [](const py::object& output, int64_t k) {
+      [](const py::object& output, std::optional<int64_t> k) {
         const auto top = softmax_topk(class_scores(output), k);
         return std::make_pair(top.probabilities, top.indices);
       },

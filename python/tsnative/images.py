@@ -92,7 +92,7 @@ def classify(
     model: Module | PathLike,
     images: PathLike | Iterable[PathLike],
     *,
-    k: int = 5,
+    k: int | None = None,
     batch_size: int = 16,
     labels: Sequence[str] | PathLike | None = None,
     preprocess: Preprocessing | None = None,
@@ -100,9 +100,11 @@ def classify(
 ) -> list[Classification]:
     """Classifies image files (or every JPEG / PNG in a folder) with the native pipeline.
 
-    Preprocessing and labels come from the model's metadata; `preprocess` (a dict) changes the
-    fields it names, and `labels` (names, a text file or "imagenet") replaces them. Files that
-    cannot be read are returned with `error` set, not raised; a folder without JPEG or PNG
+    k: the classes per image (unset: 5, or all where there are fewer; more than the model
+    has is a ValueError). Preprocessing and labels come from the model's metadata;
+    `preprocess` (a dict) changes the fields it names, and `labels` (names, a text file or
+    "imagenet") replaces them. Files that cannot be read are returned with `error` set, not
+    raised; a folder without JPEG or PNG
     files is an InputError. `progress`: a tqdm bar (None: only when there is more than one
     batch and stderr is a terminal). Ctrl-C stops the run within a batch (KeyboardInterrupt).
     """

@@ -40,10 +40,13 @@ class Module:
         """Runs the named method (``forward`` or one marked ``@torch.jit.export``)."""
         return self._model.call(method, *args, **kwargs)
 
-    def topk(self, *args: Any, k: int = 5, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def topk(
+        self, *args: Any, k: int | None = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs ``forward`` and returns (probabilities, indices) of the k most likely classes.
 
-        Softmax is taken over the last dimension; k is clamped to the number of classes.
+        Softmax is taken over the last dimension. k unset: 5, or every class where there are
+        fewer; a k larger than the number of classes is a ValueError.
         """
         return self._model.topk(k, *args, **kwargs)
 

@@ -325,17 +325,17 @@ TEST_F(ClassifyTest, WithoutMetadataImagenetDefaultsAndNoLabels) {
   const auto results = tsnative::classify(*model, paths);
   ASSERT_EQ(results.size(), 2u);
   for (size_t i = 0; i < paths.size(); ++i) {
-    // k = 5 is clamped to the 4 classes; labels are empty.
+    // k unset: all 4 classes (fewer than 5); labels are empty.
     expect_predictions(results[i].predictions, by_hand(paths[i], Preprocess{}, 5, {}), paths[i]);
   }
 }
 
-TEST_F(ClassifyTest, KIsClampedToTheNumberOfClasses) {
+TEST_F(ClassifyTest, KAboveTheNumberOfClassesIsAnOptionError) {
   ClassifyOptions options;
   options.k = 100;
-  const auto results = tsnative::classify(*model_with_metadata(), write_images(1), options);
-  ASSERT_EQ(results.size(), 1u);
-  EXPECT_EQ(results[0].predictions.size(), static_cast<size_t>(kClasses));
+  EXPECT_TRUE(ThrowsWith<OptionError>(
+      [&] { tsnative::classify(*model_with_metadata(), write_images(1), options); },
+      {"top-k of 100 classes, but the output has " + std::to_string(kClasses)}));
 }
 
 TEST_F(ClassifyTest, UnreadableFilesAreReportedAndTheOthersClassified) {

@@ -55,13 +55,22 @@ TEST(SoftmaxTopKTest, KeepsTheKLargestInDescendingOrder) {
   expect_probabilities(top.probabilities, {p[2], p[3]});
 }
 
-TEST(SoftmaxTopKTest, KIsClampedToTheNumberOfClasses) {
+TEST(SoftmaxTopKTest, UnsetKIsFiveOrEveryClassWhereThereAreFewer) {
   const auto p = softmax({1.0, 2.0, 3.0});
-  const auto top = softmax_topk(torch::tensor({1.0f, 2.0f, 3.0f}), 10);
+  const auto top = softmax_topk(torch::tensor({1.0f, 2.0f, 3.0f}));
   EXPECT_EQ(top.probabilities.sizes(), (std::vector<int64_t>{3}));
   EXPECT_EQ(top.indices.sizes(), (std::vector<int64_t>{3}));
   expect_probabilities(top.probabilities, {p[2], p[1], p[0]});
   EXPECT_NEAR(top.probabilities.sum().item<double>(), 1.0, kProbabilityTolerance);
+  EXPECT_EQ(softmax_topk(torch::zeros({2, 8})).indices.sizes(), (std::vector<int64_t>{2, 5}));
+}
+
+TEST(SoftmaxTopKTest, KAboveTheNumberOfClassesIsAnOptionError) {
+  // Asked for 10 of 3, an answer of 3 would look like the 10 asked for.
+  EXPECT_TRUE(
+      ThrowsWith<OptionError>([] { softmax_topk(torch::zeros({1, 3}), 10); },
+                              {"top-k of 10 classes, but the output has 3", "ask for at most 3"}));
+  EXPECT_EQ(softmax_topk(torch::zeros({1, 3}), 3).indices.size(1), 3);
 }
 
 TEST(SoftmaxTopKTest, EachRowOfABatchIsItsOwnDistribution) {

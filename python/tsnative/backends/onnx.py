@@ -158,7 +158,7 @@ class OnnxModel:
         tensors = tuple(torch.from_numpy(np.asarray(output)) for output in outputs)
         return tensors[0] if len(tensors) == 1 else tensors
 
-    def topk(self, k: int, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def topk(self, k: int | None, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return _C.softmax_topk(self.forward(*args, **kwargs), k)
 
     def classify(
