@@ -10,6 +10,7 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
+#include "core/backends/torchscript.h"
 #include "core/errors.h"
 #include "core/model.h"
 #include "core/optimize.h"
@@ -54,6 +55,19 @@ TEST(OptimizeLevelTest, ParsesTheFourLevelsAndRefusesOthers) {
 }
 
 #if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+// The choice among timed variants: the fastest, unless a simpler one (later) is within 5%.
+TEST(PickWithinNoiseTest, TheFastestUnlessASimplerOneIsWithinNoise) {
+  using tsnative::pick_within_noise;
+  EXPECT_EQ(pick_within_noise({0.18, 0.39, 0.45}), 0u);  // a real gap: the fastest
+  EXPECT_EQ(pick_within_noise({0.39, 0.18, 0.45}), 1u);
+  // The stalled machine: fast 47.91 ms, none 48.06 ms: noise, so the saved module.
+  EXPECT_EQ(pick_within_noise({47.91, 60.0, 48.06}), 2u);
+  EXPECT_EQ(pick_within_noise({10.0, 10.4, 10.6}), 1u);  // 10.6 is 6% off: not within noise
+  EXPECT_EQ(pick_within_noise({10.0, 10.0}), 1u);        // a tie goes to the simpler
+  EXPECT_EQ(pick_within_noise({5.0}), 0u);
+  EXPECT_EQ(pick_within_noise({10.0, 10.4}, 0.0), 0u);
+}
+
 TEST(CpuCapabilityTest, NativeBf16IsWhatTheKernelReports) {
   const auto flags = kernel_cpu_flags();
   ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";

@@ -92,9 +92,10 @@ class TorchScriptBackend final : public Backend {
   // The module as saved, for reading its weights; throws if freezing replaced them.
   const torch::jit::Module& saved_module(const Runner& runner, const char* what) const;
   // Warms every candidate up on `inputs` (warmup_runs calls, at least 2), times them in
-  // interleaved rounds and returns the fastest, its optimization saying the timings (`how`:
-  // "the warm-up input", "the first call"). Candidates that fail are noted and skipped; if
-  // all fail, returns nullptr with the first failure in `failure`.
+  // interleaved rounds (5 at least, more while they take little time) and returns the one
+  // pick_within_noise keeps, its optimization saying the timings (`how`: "the warm-up
+  // input", "the first call"). Candidates that fail are noted and skipped; if all fail,
+  // returns nullptr with the first failure in `failure`.
   Candidate* choose_fastest(std::vector<Candidate>& candidates,
                             const std::vector<c10::IValue>& inputs, int warmup_runs,
                             const std::string& how, std::vector<std::string>& notes,
@@ -114,5 +115,11 @@ class TorchScriptBackend final : public Backend {
   mutable std::shared_ptr<const Runner> runner_;  // guarded by runner_mutex_
   std::unique_ptr<FirstCallChoice> choice_;       // null once load() has chosen
 };
+
+// Which of the candidates timed (their median milliseconds, in candidate order: the most
+// optimized first, float32 after bfloat16, the saved module last) to keep: the fastest, or the
+// simplest of those within `tolerance` of it (a gap that small is noise on a busy machine, and
+// the simpler variant is the one to trust).
+size_t pick_within_noise(const std::vector<double>& medians, double tolerance = 0.05);
 
 }  // namespace tsnative

@@ -84,29 +84,52 @@ TorchScriptBackend::Candidate* TorchScriptBackend::choose_fastest(
   }
   if (working.empty()) return nullptr;
   if (working.size() == 1) return working.front();  // warmed up; nothing to compare
-  // Interleaved rounds, so that a noisy moment on the machine does not favour one candidate.
-  constexpr int kTimedRounds = 5;
-  for (int round = 0; round < kTimedRounds; ++round) {
-    for (auto* candidate : working) {
+  // Interleaved rounds, each in the other order than the last, so that a noisy moment on the
+  // machine or a place in the round favours no candidate; medians, which a stall of the
+  // machine in a few rounds does not move. Small models get more rounds, within a budget.
+  constexpr int kMinRounds = 5, kMaxRounds = 21;
+  constexpr double kBudgetMs = 250;
+  double spent_ms = 0;
+  int rounds = 0;
+  while (rounds < kMinRounds || (rounds < kMaxRounds && spent_ms < kBudgetMs)) {
+    for (size_t i = 0; i < working.size(); ++i) {
+      auto* candidate = working[rounds % 2 == 0 ? i : working.size() - 1 - i];
       const auto start = std::chrono::steady_clock::now();
       run_forward(*candidate->runner, inputs);
-      candidate->times_ms.push_back(
+      const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count());
+              .count();
+      candidate->times_ms.push_back(ms);
+      spent_ms += ms;
     }
+    ++rounds;
   }
   std::string timings;
-  Candidate* fastest = nullptr;
+  std::vector<double> medians;
   for (auto* candidate : working) {
     auto& times = candidate->times_ms;
-    std::nth_element(times.begin(), times.begin() + kTimedRounds / 2, times.end());
-    candidate->median_ms = times[kTimedRounds / 2];
+    std::nth_element(times.begin(), times.begin() + rounds / 2, times.end());
+    candidate->median_ms = times[rounds / 2];
+    medians.push_back(candidate->median_ms);
     timings += (timings.empty() ? "" : ", ") + candidate->runner->optimization + " " +
                c10::str(std::round(candidate->median_ms * 100) / 100) + " ms";
-    if (fastest == nullptr || candidate->median_ms < fastest->median_ms) fastest = candidate;
   }
-  fastest->runner->optimization += " [timed on " + how + ": " + timings + "]";
-  return fastest;
+  auto* kept = working[pick_within_noise(medians)];
+  const auto fastest = std::min_element(medians.begin(), medians.end());
+  const bool simpler = kept->median_ms > *fastest;
+  kept->runner->optimization +=
+      " [timed on " + how + ": " + timings + "; medians of " + std::to_string(rounds) + " rounds" +
+      (simpler ? ", the simpler kept within 5% of the fastest" : "") + "]";
+  return kept;
+}
+
+size_t pick_within_noise(const std::vector<double>& medians, double tolerance) {
+  const double fastest = *std::min_element(medians.begin(), medians.end());
+  size_t kept = 0;
+  for (size_t i = 0; i < medians.size(); ++i) {
+    if (medians[i] <= fastest * (1 + tolerance)) kept = i;  // the last of them: the simplest
+  }
+  return kept;
 }
 
 void TorchScriptBackend::choose_on_first_call(const std::vector<c10::IValue>& args) const {
