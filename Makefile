@@ -10,7 +10,7 @@ BUILD_DIR := build/python
 SOURCES := $(shell find csrc python tests/cpp cmake -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
 CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
-.PHONY: setup demo test test-compat test-sanitize fuzz sanitize-build test-cpp test-python lint \
+.PHONY: setup demo test test-compat test-newest test-sanitize fuzz sanitize-build test-cpp test-python lint \
   format bench clean
 
 setup: $(STAMPS)/installed
@@ -48,6 +48,15 @@ test-python: setup
 # virtualenv of their own (.venv-compat), then the pytest suite there.
 test-compat:
 	bash scripts/test-compat.sh
+
+# The newest torch release (requirements-newest.txt, past this machine's cap on torch) in
+# .venv-newest: tsnative built against it, then the tests that follow torch's changes.
+NEWEST_TESTS := tests/test_export.py tests/test_export_strict.py tests/test_errors.py \
+  tests/test_cli.py tests/test_module.py tests/test_aoti.py tests/test_onnx.py \
+  tests/test_script_objects.py tests/test_custom_ops.py tests/test_interrupt.py \
+  tests/test_classify.py tests/test_cpp_api.py
+test-newest:
+	bash scripts/test-newest.sh $(NEWEST_TESTS)
 
 # The core, ts-infer, the C++ tests and the fuzz harnesses built by clang with AddressSanitizer
 # + UndefinedBehaviorSanitizer (build/sanitize, one build for both targets below).
@@ -96,4 +105,4 @@ bench: setup $(STAMPS)/bench-deps
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build $(VENV) .venv-compat
+	rm -rf build $(VENV) .venv-compat .venv-newest

@@ -116,7 +116,12 @@ def test_a_cache_that_cannot_be_written_is_noted_not_fatal(
     path, inputs = saved_models.path(NAME), saved_models.inputs(NAME, "b1")
     module = tsnative.load(path, optimize="exact", warmup_inputs=inputs, cache_dir=blocker / "c")
     assert "the choice is not remembered: cannot create " in module.optimization
-    assert module(*inputs).shape == saved_models.eager_output(NAME, "b1").shape
+    assert_outputs_equal(
+        module(*inputs),
+        saved_models.eager_output(NAME, "b1"),
+        exact=False,
+        tolerances=OPTIMIZED_TOLERANCES,
+    )
 
 
 @pytest.mark.parametrize(

@@ -44,9 +44,11 @@ const std::map<std::string, std::vector<std::string>>& isa_capabilities() {
 constexpr const char* kExportAgain =
     "export it again on this machine, or on one with the same instruction set";
 
-// Why this machine cannot run code compiled for `metadata`'s device, machine and ISA; "".
+}  // namespace
+
 std::string platform_problem(const std::unordered_map<std::string, std::string>& metadata,
-                             const c10::Device& device) {
+                             const c10::Device& device,
+                             const std::function<bool(const std::string&)>& cpu_has) {
   const auto compiled_for = value_of(metadata, "AOTI_DEVICE_KEY");
   const auto wanted = c10::DeviceTypeName(device.type(), /*lower_case=*/true);
   if (!compiled_for.empty() && compiled_for != wanted) {
@@ -81,6 +83,8 @@ std::string platform_problem(const std::unordered_map<std::string, std::string>&
   }
   return "";
 }
+
+namespace {
 
 // As Python names it: "float32", "int64", "bfloat16".
 std::string dtype_name(c10::ScalarType dtype) {

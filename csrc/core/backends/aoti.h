@@ -4,6 +4,7 @@
 // read (they are compiled into its code).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 
 #include "core/backend.h"
 #include "core/pytree_spec.h"
+#include "core/runtime.h"
 
 namespace torch::inductor {
 class AOTIModelPackageLoader;
@@ -31,6 +33,13 @@ inline constexpr const char* kInputsMetadataKey = "tsnative.inputs";
 // CPU capabilities Inductor's compile flags assumed beyond the ISA it records in AOTI_CPU_ISA:
 // it compiles with -mavx512bf16 where the exporting CPU has AVX512-BF16, and says nothing.
 inline constexpr const char* kCpuFlagsMetadataKey = "tsnative.cpu_flags";
+
+// Why this machine cannot run code compiled for `metadata`'s device (AOTI_DEVICE_KEY), machine
+// (AOTI_MACHINE) and CPU capabilities (AOTI_CPU_ISA's words, kCpuFlagsMetadataKey's flags); ""
+// if it can. `cpu_has` says what this CPU has (a test gives another CPU's answers).
+std::string platform_problem(
+    const std::unordered_map<std::string, std::string>& metadata, const c10::Device& device,
+    const std::function<bool(const std::string&)>& cpu_has = tsnative::cpu_has);
 
 // One tensor argument of forward, as exported.
 struct TensorSpec {

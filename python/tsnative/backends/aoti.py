@@ -67,9 +67,10 @@ def _unrecorded_cpu_flags() -> str:
     """The CPU capabilities (cpuinfo's names) Inductor's compile flags assume and AOTI_CPU_ISA
     does not say: -mavx512bf16 where this CPU has AVX512-BF16, so that the core refuses the
     package on a CPU without it instead of dying on an unknown instruction."""
-    from torch._inductor import cpu_vec_isa
+    with quiet():  # Inductor's import logs about CUDA_HOME on a CUDA torch without a GPU
+        from torch._inductor import cpu_vec_isa
 
-    isa = cpu_vec_isa.pick_vec_isa()
+        isa = cpu_vec_isa.pick_vec_isa()
     has_bf16 = getattr(isa, "is_avx512_bf16_supported", None)
     return "avx512_bf16" if has_bf16 is not None and has_bf16() else ""
 
