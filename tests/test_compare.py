@@ -178,3 +178,11 @@ def test_a_given_file_that_cannot_load_fails_the_command(tmp_path: Path) -> None
     assert done.stderr == (
         f"python -m tsnative compare: torchscript none: cannot load '{missing}': no such file\n"
     )
+
+
+def test_help_names_every_format() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tsnative", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert "TorchScript" in done.stdout and "AOTInductor" in done.stdout and "ONNX" in done.stdout

@@ -13,6 +13,7 @@ import pytest
 import torch
 import tsnative
 from conftest import Classifier
+from helpers import PILLOW_PROBABILITY_ATOL
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "cpp"
 
@@ -108,3 +109,28 @@ def test_the_readme_example_is_the_one_built_here(
     assert result.returncode == 0, result.stderr
     (expected,) = tsnative.classify(tiny_classifier.path, photo)
     assert result.stdout == f"tiger.jpg: {expected.top.label}\n"
+
+
+def test_example_app_matches_eager_on_pillows_preprocessing(
+    example_app: Path, tiny_classifier: Classifier, photo_dir: Path
+) -> None:
+    # An independent reference for the C++ API, beside its agreement with tsnative.classify.
+    from test_classify import eager_reference
+
+    images = sorted(photo_dir.iterdir())
+    result = subprocess.run(
+        [example_app, tiny_classifier.path, *images], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    probabilities, indices = eager_reference(tiny_classifier, images, 5, tiny_classifier.preprocess)
+    lines = iter(result.stdout.splitlines())
+    for path, row_p, row_i in zip(images, probabilities, indices, strict=True):
+        assert next(lines) == str(path)
+        for p, i in zip(row_p.tolist(), row_i.tolist(), strict=True):
+            label, percent = next(lines).strip().rsplit(": ", 1)
+            assert label == tiny_classifier.labels[i]
+            # Printed to 2 decimals: eager's within the Pillow tolerance, plus the rounding.
+            assert (
+                abs(float(percent.rstrip("%")) - 100 * p) <= 100 * PILLOW_PROBABILITY_ATOL + 0.005
+            )
+    assert next(lines, None) is None

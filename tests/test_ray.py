@@ -136,3 +136,24 @@ def test_no_deprecated_ray_arguments(local_ray: None, tiny_classifier: Classifie
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in said if "deprecated" in r.getMessage()] == []
+
+
+def test_rows_match_eager_on_pillows_preprocessing(
+    local_ray: None, tiny_classifier: Classifier, folder: Path
+) -> None:
+    # An independent reference for tsnative.ray, beside its agreement with ts-infer.
+    from helpers import PILLOW_PROBABILITY_ATOL
+    from test_classify import eager_reference
+
+    dataset = tsnative.ray.classify(tiny_classifier.path, folder, k=3, concurrency=1)
+    table = pyarrow.concat_tables(ray.get(dataset.materialize().to_arrow_refs()))
+    rows = [row for row in _rows(table) if not row["error"]]
+    paths = [Path(row["path"]) for row in rows]
+    probabilities, indices = eager_reference(tiny_classifier, paths, 3, tiny_classifier.preprocess)
+    for row, row_p, row_i in zip(rows, probabilities, indices, strict=True):
+        assert row["indices"] == row_i.tolist(), row["path"]
+        assert row["labels"] == [tiny_classifier.labels[i] for i in row_i.tolist()]
+        pairs = zip(row["probabilities"], row_p.tolist(), strict=True)
+        difference = max(abs(a - b) for a, b in pairs)
+        assert difference <= PILLOW_PROBABILITY_ATOL, row["path"]
+    assert len(rows) == 30

@@ -10,30 +10,7 @@ namespace {
 
 // torch's name for a dtype ("float32"), which the user knows; c10's is the C++ one ("Float").
 std::string dtype_name(const at::Tensor& tensor) {
-  switch (tensor.scalar_type()) {
-    case at::kFloat:
-      return "float32";
-    case at::kDouble:
-      return "float64";
-    case at::kHalf:
-      return "float16";
-    case at::kBFloat16:
-      return "bfloat16";
-    case at::kLong:
-      return "int64";
-    case at::kInt:
-      return "int32";
-    case at::kShort:
-      return "int16";
-    case at::kChar:
-      return "int8";
-    case at::kByte:
-      return "uint8";
-    case at::kBool:
-      return "bool";
-    default:
-      return c10::toString(tensor.scalar_type());
-  }
+  return std::string(c10::getDtypeNames(tensor.scalar_type()).first);
 }
 
 std::string number_text(const nlohmann::json& number) {
