@@ -28,18 +28,6 @@ MODEL_EXPORT_CASE = ("name", "how", "case")
 
 
 @pytest.mark.parametrize(MODEL_EXPORT_CASE, PARAMS)
-def test_python_torchscript_matches_eager(
-    saved_models: SavedModels, name: str, how: str, case: str
-) -> None:
-    """The reference itself: Python's TorchScript run agrees with eager, top-5 included."""
-    expected = saved_models.eager_output(name, case)
-    scripted = saved_models.torchscript_output(name, how, case)
-    assert_outputs_equal(scripted, expected, exact=False)
-    if ZOO[name].logits:
-        assert torch.equal(eager_topk(scripted, 5)[1], eager_topk(expected, 5)[1])
-
-
-@pytest.mark.parametrize(MODEL_EXPORT_CASE, PARAMS)
 def test_infer(saved_models: SavedModels, name: str, how: str, case: str) -> None:
     path = saved_models.path(name, how)
     actual = tsnative.infer(path, *saved_models.inputs(name, case))
