@@ -297,3 +297,43 @@ def test_a_batch_specialised_despite_the_dynamic_dimension_is_caught(tmp_path: P
             progress=False,
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_package_tsnative_did_not_export(tmp_path: Path, ts_infer: Path) -> None:
+    """A user's own aoti_compile_and_package: no tsnative metadata, a static batch; loaded,
+    run and checked against eager, and its own code checks its inputs."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    model = model.eval()
+    x = torch.randn(4, 6)
+    path = tmp_path / "plain.pt2"
+    with torch.no_grad():
+        program = torch.export.export(model, (x,))
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+        expected = model(x)
+    module = tsnative.load(path)
+    assert (module.labels, module.preprocess) == ([], None)
+    assert_outputs_equal(module(x), expected, exact=False, tolerances=AOTI_TOLERANCES)
+    with pytest.raises(tsnative.InferenceError):
+        module(torch.randn(4, 7))
+    torch.save(x, tmp_path / "x.pt")
+    code, stdout, stderr = run_cli(ts_infer, path, "--input", tmp_path / "x.pt", "--json")
+    assert (code, stderr) == (0, "")
+    assert json.loads(stdout)["indices"] == eager_topk(expected, 3)[1].tolist()
+
+
+def test_repeat_on_a_package(
+    classifier_package: Path, tiny_classifier: Classifier, ts_infer: Path, tmp_path: Path
+) -> None:
+    x = torch.rand(2, 3, 40, 40)
+    torch.save(x, tmp_path / "x.pt")
+    code, stdout, stderr = run_cli(
+        ts_infer, classifier_package, "--input", tmp_path / "x.pt", "--repeat", "5", "--json"
+    )
+    assert (code, stderr) == (0, "")
+    report = json.loads(stdout)
+    assert report["repeat"] == 5
+    assert 0 < report["forward_ms"] <= report["forward_p90_ms"]
+    with torch.no_grad():
+        expected = tiny_classifier.eager(x)
+    assert report["indices"] == eager_topk(expected, 5)[1].tolist()
