@@ -157,3 +157,32 @@ def test_rows_match_eager_on_pillows_preprocessing(
         difference = max(abs(a - b) for a, b in pairs)
         assert difference <= PILLOW_PROBABILITY_ATOL, row["path"]
     assert len(rows) == 30
+
+
+def test_overrides_lists_packages_and_threads(
+    local_ray: None, tiny_classifier: Classifier, classifier_package: Path, folder: Path
+) -> None:
+    """Paths given as a list, labels and preprocessing overridden, a .pt2 model, 2 threads per
+    actor: each row is what tsnative.classify gives with the same settings."""
+    paths = sorted(str(path) for path in folder.iterdir() if path.name.startswith("1_"))
+    labels = [f"class {i}" for i in range(5)]
+    preprocess = {"resize": 60, "crop": 40, "mean": [0.5, 0.5, 0.5]}  # the package's 40x40
+    dataset = tsnative.ray.classify(
+        classifier_package,
+        paths,
+        k=2,
+        labels=labels,
+        preprocess=preprocess,
+        concurrency=1,
+        threads_per_actor=2,
+    )
+    table = pyarrow.concat_tables(ray.get(dataset.materialize().to_arrow_refs()))
+    rows = _rows(table)
+    expected = tsnative.classify(
+        classifier_package, paths, k=2, labels=labels, preprocess=preprocess
+    )
+    assert [row["path"] for row in rows] == [result.path for result in expected]
+    for row, result in zip(rows, expected, strict=True):
+        assert row["labels"] == [p.label for p in result.predictions]
+        assert row["indices"] == [p.index for p in result.predictions]
+        assert row["probabilities"] == pytest.approx([p.probability for p in result.predictions])
