@@ -209,6 +209,52 @@ def test_clear_cache(tmp_path: Path) -> None:
     assert len(tsnative.module._cache) == 0
 
 
+@pytest.mark.usefixtures("empty_cache")
+def test_infer_keeps_the_16_most_recent_models(tmp_path: Path) -> None:
+    paths = []
+    for number in range(18):
+        path = tmp_path / f"m{number}.pt"
+        _save(Doubler() if number % 2 else Tripler(), path)
+        paths.append(path)
+    x = torch.arange(3.0)
+    for number, path in enumerate(paths):
+        assert_outputs_equal(tsnative.infer(path, x), x * (2 if number % 2 else 3), exact=True)
+    kept = {key[1] for key in tsnative.module._cache}
+    assert len(kept) == tsnative.module._CACHE_SIZE == 16
+    assert kept == {path.stat().st_ino for path in paths[2:]}  # the two oldest evicted
+    tsnative.infer(paths[5], x)  # used again: now the newest, the next to go is paths[2]
+    tsnative.infer(paths[0], x)
+    assert paths[2].stat().st_ino not in {key[1] for key in tsnative.module._cache}
+    assert paths[5].stat().st_ino in {key[1] for key in tsnative.module._cache}
+
+
+@pytest.mark.usefixtures("empty_cache")
+def test_infer_from_many_threads_shares_the_cache(tmp_path: Path) -> None:
+    """8 threads calling infer on 3 files at once: each answer right, one entry per file."""
+    paths = [tmp_path / f"m{number}.pt" for number in range(3)]
+    for number, path in enumerate(paths):
+        _save(Doubler() if number != 1 else Tripler(), path)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for call in range(30):
+                number = (seed + call) % 3
+                x = torch.full((4,), float(seed))
+                expected = x * (3 if number == 1 else 2)
+                assert torch.equal(tsnative.infer(paths[number], x), expected)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(tsnative.module._cache) == 3
+
+
 # --- tensors, threads, settings ---------------------------------------------------------------
 
 
