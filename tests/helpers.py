@@ -166,15 +166,19 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_cli(
-    binary: Path, *args: str | os.PathLike[str], env: dict[str, str] | None = None
+    binary: Path,
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> tuple[int, str, str]:
-    """Runs ts-infer as a user would; returns (returncode, stdout, stderr)."""
+    """Runs ts-infer as a user would; returns (returncode, stdout, stderr). `timeout`: more
+    for runs that time variants (emulated bfloat16 on a CPU without it is slow)."""
     result = subprocess.run(
         [os.fspath(binary), *map(os.fspath, args)],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     return result.returncode, result.stdout, result.stderr

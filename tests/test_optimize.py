@@ -283,6 +283,7 @@ def test_cli_optimize_and_repeat(
         "--json",
         "--save-output",
         tmp_path / "logits.pt",
+        timeout=600,  # bf16 on a CPU without it: ResNet-18's variants timed, emulated
     )
     assert (code, stderr) == (0, "")
     report = json.loads(stdout)
