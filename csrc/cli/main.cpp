@@ -10,7 +10,6 @@
 #include <iomanip>
 #include <iostream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,7 +41,7 @@ struct Options {
   std::string color;
   int64_t batch_size = 16;
   std::vector<std::string> inputs;
-  std::vector<int64_t> shape;  // empty: the recorded input shape (see generated_input_shape)
+  std::vector<int64_t> shape;  // empty: the shape the model records, else kTutorialShape
   bool ones = false;
   std::optional<uint64_t> seed;
   std::optional<int64_t> k;  // unset: 5, or every class where there are fewer

@@ -3,19 +3,16 @@ proven to match."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from . import _C
-from .backends import aoti, onnx
+from .backends import aoti, onnx, torchscript
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -24,6 +21,10 @@ Labels = Literal["imagenet"] | PathLike | Sequence[str]
 
 class ExportError(RuntimeError):
     """The model could not be exported, or the exported file does not match the eager model."""
+
+
+class ExportWarning(UserWarning):
+    """A file was written with strict=False although its trace may not equal the model."""
 
 
 def _as_tuple(inputs: Any) -> tuple[Any, ...]:
@@ -36,116 +37,6 @@ def _resolve_labels(labels: Labels | None) -> list[str]:
     if isinstance(labels, str | os.PathLike):
         return _C.resolve_labels(os.fspath(labels))
     return [str(label) for label in labels]
-
-
-class ExportWarning(UserWarning):
-    """A file was written with strict=False although its trace may not equal the model."""
-
-
-@dataclass
-class _Script:
-    """A TorchScript module and how it was made: what the tracer warned of in the model's own
-    code, and, where method "auto" fell back to tracing, why scripting failed."""
-
-    module: torch.jit.ScriptModule
-    method: str  # "script" or "trace"
-    tracer_warnings: list[str] = field(default_factory=list)
-    script_failure: str = ""
-
-
-def _to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) -> _Script:
-    script_failure = ""
-    if method in ("auto", "script"):
-        try:
-            with _torchscript_quiet():
-                return _Script(torch.jit.script(model), "script")
-        except Exception as error:
-            if method == "script":
-                raise ExportError(f"torch.jit.script failed: {error}") from None
-            script_failure = _first_line(error)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", torch.jit.TracerWarning)
-        try:
-            with _torchscript_quiet():
-                # strict=False: models returning a dict or list trace too.
-                traced = torch.jit.trace(model, example, check_trace=False, strict=False)
-        except Exception as error:
-            raise ExportError(f"torch.jit.trace failed: {error}") from None
-    torch_code = os.path.dirname(torch.__file__) + os.sep
-    tracer_warnings = [
-        f"{w.filename}:{w.lineno}: {_first_line(w.message).split('. ')[0]}"
-        for w in caught
-        # torch's own modules (nn.LSTM's input checks, ...) compare traced sizes only to raise:
-        # what they warn about is no path the trace freezes.
-        if issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_code)
-    ]
-    tracer_warnings = list(dict.fromkeys(tracer_warnings))  # each said once
-    return _Script(traced, "trace", tracer_warnings, script_failure)
-
-
-def _first_line(error: BaseException | Warning | str) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
-
-
-_DEPRECATION = re.compile(r"(TorchScript|torch\.jit).*deprecated", re.IGNORECASE | re.DOTALL)
-# How torch warned, in this process, that TorchScript is deprecated (None: it has not).
-_torchscript_deprecated: type[Warning] | None = None
-_successor_noted = False
-
-
-@contextlib.contextmanager
-def _torchscript_quiet() -> Iterator[None]:
-    """Keeps torch's own TorchScript deprecation warnings (torch 2.15 warns on every torch.jit
-    call) from the user; export says it once, in its own words (_note_successor). Every other
-    warning goes on as it came."""
-    global _torchscript_deprecated
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        for warning in caught:
-            if _DEPRECATION.search(str(warning.message)):
-                _torchscript_deprecated = warning.category
-            else:
-                warnings.warn_explicit(
-                    warning.message, warning.category, warning.filename, warning.lineno
-                )
-
-
-def _note_successor() -> None:
-    """Once per process, where torch deprecates TorchScript: what to export instead, as loudly
-    as torch said it (a DeprecationWarning on torch 2.13, hidden by default)."""
-    global _successor_noted
-    if _torchscript_deprecated is not None and not _successor_noted:
-        _successor_noted = True
-        warnings.warn(
-            f"torch {torch.__version__} deprecates TorchScript (.pt); its successor is the "
-            "AOTInductor package: tsnative.export(model, example, 'model.pt2') writes one, and "
-            "tsnative.load, ts-infer and the C++ API run it as they run a .pt",
-            _torchscript_deprecated,
-            stacklevel=3,
-        )
-
-
-def _untrusted_trace(script: _Script) -> str:
-    """Why a trace that matched on every input given may still differ from the model on
-    others ("" when nothing says so): the tracer's own warnings."""
-    if script.method != "trace" or not script.tracer_warnings:
-        return ""
-    why = (
-        f"method='auto' traced it because torch.jit.script failed ({script.script_failure})"
-        if script.script_failure
-        else "it was traced (method='trace')"
-    )
-    return (
-        f"the traced file may not equal the model on inputs other than those checked: {why}, "
-        f"and the tracer warned: {' | '.join(script.tracer_warnings)}. Tracing records the one "
-        "path the example input took, so data-dependent control flow (e.g. `if x.sum() > 0:`) "
-        "is frozen"
-    )
 
 
 def _check_one_label_per_class(native: Module, example: tuple[Any, ...], labels: list[str]) -> None:
@@ -192,19 +83,6 @@ def _check_matches_eager(
                 f"the {how} model does not match the eager model on {which}: "
                 f"{str(mismatch).strip().splitlines()[0].rstrip('.')}.{hint}"
             ) from None
-
-
-def _trace_hint(script: _Script) -> str:
-    if script.method != "trace":
-        return ""
-    hint = (
-        " Tracing records the one path the example input took, so data-dependent "
-        "control flow (e.g. `if x.sum() > 0:`) is frozen; export with "
-        "method='script' (or make the model scriptable)."
-    )
-    if script.tracer_warnings:
-        hint += " The tracer warned: " + " | ".join(script.tracer_warnings)
-    return hint
 
 
 # The suffixes export() knows, and the format each writes.
@@ -355,11 +233,14 @@ def export(
                     "rows, or export with dynamic_batch=False."
                 )
         else:
-            script = _to_script(model, example, method)
-            how, hint = f"{script.method}d", _trace_hint(script)
-            untrusted = _untrusted_trace(script)
+            try:
+                script = torchscript.to_script(model, example, method)
+            except torchscript.ScriptExportFailure as failure:
+                raise ExportError(str(failure)) from None
+            how, hint = f"{script.method}d", torchscript.trace_hint(script)
+            untrusted = torchscript.untrusted_trace(script)
             metadata.export_method = script.method
-            with _torchscript_quiet():
+            with torchscript.torchscript_quiet():
                 torch.jit.save(
                     script.module, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()}
                 )
@@ -384,5 +265,5 @@ def export(
     if untrusted:
         warnings.warn(f"{path} written with strict=False: {untrusted}", ExportWarning, stacklevel=2)
     if chosen == "torchscript":
-        _note_successor()
+        torchscript.note_successor()
     return load(path)

@@ -1,1 +1,3 @@
-"""Model formats the Python API runs beside the C++ core's TorchScript: ONNX (ONNX Runtime)."""
+"""Each format's Python side: writing TorchScript archives (torchscript.py) and AOTInductor
+packages (aoti.py), which the C++ core runs, and ONNX (onnx.py), which ONNX Runtime runs behind
+the same Module and which this package also writes."""
