@@ -242,18 +242,19 @@ int classify_images(const Options& options, const tsnative::Model& model) {
   const bool several = files.size() > 1;
   const bool show_progress = isatty(STDERR_FILENO) && several;
   const auto start = std::chrono::steady_clock::now();
-  size_t printed = 0, failed = 0;
+  size_t failed = 0;
   // Each batch's results are printed (and flushed) as soon as they are known, in order: an
   // interrupted or crashed run keeps what it had done.
-  const auto on_batch = [&](const std::vector<tsnative::Classification>& results, size_t done) {
+  const auto on_batch = [&](const std::vector<tsnative::Classification>& batch, size_t done,
+                            size_t total) {
     if (show_progress) std::cerr << "\r\033[K" << std::flush;
-    for (; printed < done; ++printed) {
-      failed += results[printed].ok() ? 0 : 1;
-      print_classification(results[printed], options.json, several);
+    for (const auto& result : batch) {
+      failed += result.ok() ? 0 : 1;
+      print_classification(result, options.json, several);
     }
     std::cout << std::flush;
-    if (interrupt_requested) throw Interrupted{done, results.size()};
-    if (show_progress) std::cerr << "classifying " << done << "/" << results.size() << std::flush;
+    if (interrupt_requested) throw Interrupted{done, total};
+    if (show_progress) std::cerr << "classifying " << done << "/" << total << std::flush;
   };
   std::signal(SIGINT, request_interrupt);
   tsnative::classify(model, files, classify_options, on_batch);

@@ -130,18 +130,37 @@ std::vector<Classification> classify(const BatchRunner& run, const Metadata& met
       std::vector<at::Tensor> group;
       for (const size_t j : members) group.push_back(images[j]);
       const auto top = softmax_topk(run(at::stack(group)), options.k);
+      check_label_count(labels, top.classes);
       if (!reserved) {
         const auto k = static_cast<size_t>(top.indices.size(-1));
         for (auto& result : results) result.predictions.reserve(k);
         reserved = true;
       }
-      const auto rows = to_predictions(top, labels);
+      const auto rows = to_predictions(top, {});  // labelled after the last batch
       for (size_t g = 0; g < members.size(); ++g) {
         auto& predictions = results[slots[members[g]]].predictions;
         predictions.assign(rows[g].begin(), rows[g].end());  // into the reserved storage
       }
     }
-    if (progress) progress(results, end);
+    if (progress) {
+      // A labelled copy of the batch, freed before the next: the results themselves get their
+      // labels after the last batch, so that no label outlives a batch between its buffers.
+      std::vector<Classification> batch(results.begin() + static_cast<std::ptrdiff_t>(start),
+                                        results.begin() + static_cast<std::ptrdiff_t>(end));
+      for (auto& result : batch) {
+        for (auto& prediction : result.predictions) {
+          if (!labels.empty()) prediction.label = labels[static_cast<size_t>(prediction.index)];
+        }
+      }
+      progress(batch, end, paths.size());
+    }
+  }
+  if (!labels.empty()) {
+    for (auto& result : results) {
+      for (auto& prediction : result.predictions) {
+        prediction.label = labels[static_cast<size_t>(prediction.index)];
+      }
+    }
   }
   return results;
 }

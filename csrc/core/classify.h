@@ -38,12 +38,11 @@ struct ClassifyOptions {
   DecodeLimits limits;
 };
 
-// Called after each batch with every result and how many are final: results[0, done) are
-// classified and labelled, in order, so a front end can show each as it is known; done ==
-// results.size() after the last batch. It may throw to stop the run (an interrupt): classify
-// lets the exception through, with nothing written anywhere.
+// Called after each batch with that batch's results, labelled, in file order (so a front end
+// can show each as it is known), and how many files are done of how many. It may throw to
+// stop the run (an interrupt): classify lets the exception through, with nothing written.
 using ProgressCallback =
-    std::function<void(const std::vector<Classification>& results, size_t done)>;
+    std::function<void(const std::vector<Classification>& batch, size_t done, size_t total)>;
 
 // Runs a batch of preprocessed images (NCHW) through a model: its output, a tensor of class
 // scores with one row per image (anything else is an InferenceError that names it).

@@ -358,10 +358,10 @@ void bind_script_object(py::module_& m) {
 // run (Ctrl-C raises KeyboardInterrupt there, which stops classify within a batch), then the
 // Python progress function (done, total), if any.
 ProgressCallback progress_callback(const std::optional<py::function>& progress) {
-  return [&progress](const std::vector<Classification>& results, size_t done) {
+  return [&progress](const std::vector<Classification>&, size_t done, size_t total) {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (progress) (*progress)(done, results.size());
+    if (progress) (*progress)(done, total);
   };
 }
 

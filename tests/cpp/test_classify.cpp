@@ -382,7 +382,7 @@ TEST_F(ClassifyTest, FilesChangedDuringTheRunEachGetTheirOwnResult) {
   ClassifyOptions options;
   options.batch_size = 2;
   const auto original_5 = by_hand(paths[5], metadata_preprocess(), 1, kLabels);
-  const auto change = [&](const std::vector<Classification>&, size_t done) {
+  const auto change = [&](const std::vector<Classification>&, size_t done, size_t) {
     if (done != 2) return;
     write_file(paths[2], {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
     std::filesystem::remove(paths[3]);
@@ -426,10 +426,10 @@ TEST_F(ClassifyTest, AFolderThatDisappearsLeavesTheFirstResults) {
     expected.push_back(by_hand(path, metadata_preprocess(), 5, kLabels));
   ClassifyOptions options;
   options.batch_size = 2;
-  const auto results = tsnative::classify(*model, paths, options,
-                                          [&](const std::vector<Classification>&, size_t done) {
-                                            if (done == 2) std::filesystem::remove_all(folder);
-                                          });
+  const auto results = tsnative::classify(
+      *model, paths, options, [&](const std::vector<Classification>&, size_t done, size_t) {
+        if (done == 2) std::filesystem::remove_all(folder);
+      });
   ASSERT_EQ(results.size(), 5u);
   for (size_t i = 0; i < 2; ++i) {
     ASSERT_TRUE(results[i].ok()) << results[i].error;
@@ -480,34 +480,36 @@ TEST_F(ClassifyTest, ProgressCountsUpToTheTotal) {
   ClassifyOptions options;
   options.batch_size = 2;
   tsnative::classify(*model, write_images(5), options,
-                     [&calls](const std::vector<Classification>& results, size_t done) {
-                       calls.emplace_back(done, results.size());
+                     [&calls](const std::vector<Classification>&, size_t done, size_t total) {
+                       calls.emplace_back(done, total);
                      });
   EXPECT_EQ(calls, (std::vector<std::pair<size_t, size_t>>{{2, 5}, {4, 5}, {5, 5}}));
 }
 
-// What a front end streams: at each call the results before `done` are final (the by-hand
-// predictions, labelled), in order, and those after it not yet classified.
-TEST_F(ClassifyTest, ResultsBeforeDoneAreFinalAtEachCall) {
+// What a front end streams: each call gets its batch's results, final (the by-hand
+// predictions, labelled), in file order.
+TEST_F(ClassifyTest, EachCallGetsItsBatchFinalAndLabelled) {
   const auto model = model_with_metadata();
   const auto paths = write_images(5);
   ClassifyOptions options;
   options.batch_size = 2;
-  size_t calls = 0;
-  tsnative::classify(
-      *model, paths, options, [&](const std::vector<Classification>& results, size_t done) {
-        ++calls;
-        for (size_t i = 0; i < results.size(); ++i) {
-          if (i >= done) {
-            EXPECT_TRUE(results[i].predictions.empty()) << "image " << i;
-            continue;
-          }
-          ASSERT_TRUE(results[i].ok()) << results[i].error;
-          expect_predictions(results[i].predictions,
-                             by_hand(paths[i], metadata_preprocess(), 5, kLabels), paths[i]);
-        }
-      });
-  EXPECT_EQ(calls, 3u);
+  std::vector<size_t> sizes;
+  size_t next = 0;
+  tsnative::classify(*model, paths, options,
+                     [&](const std::vector<Classification>& batch, size_t done, size_t total) {
+                       sizes.push_back(batch.size());
+                       EXPECT_EQ(total, paths.size());
+                       for (const auto& result : batch) {
+                         ASSERT_EQ(result.path, paths[next]);
+                         ASSERT_TRUE(result.ok()) << result.error;
+                         expect_predictions(result.predictions,
+                                            by_hand(paths[next], metadata_preprocess(), 5, kLabels),
+                                            paths[next]);
+                         ++next;
+                       }
+                       EXPECT_EQ(next, done);
+                     });
+  EXPECT_EQ(sizes, (std::vector<size_t>{2, 2, 1}));
 }
 
 // A callback that throws (a front end's interrupt) stops the run after that batch.
@@ -518,7 +520,7 @@ TEST_F(ClassifyTest, AThrowingCallbackStopsTheRun) {
   size_t calls = 0;
   struct Interrupted {};
   EXPECT_THROW(tsnative::classify(*model, write_images(6), options,
-                                  [&](const std::vector<Classification>&, size_t) {
+                                  [&](const std::vector<Classification>&, size_t, size_t) {
                                     ++calls;
                                     throw Interrupted{};
                                   }),
@@ -539,8 +541,9 @@ TEST_F(ClassifyTest, BatchSizeBelowOneIsAnOptionError) {
     bool called = false;
     EXPECT_TRUE(ThrowsWith<OptionError>(
         [&] {
-          tsnative::classify(*model, paths, options,
-                             [&](const std::vector<Classification>&, size_t) { called = true; });
+          tsnative::classify(
+              *model, paths, options,
+              [&](const std::vector<Classification>&, size_t, size_t) { called = true; });
         },
         {"batch size must be at least 1, got " + std::to_string(batch_size)}));
     EXPECT_FALSE(called);
