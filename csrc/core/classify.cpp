@@ -27,6 +27,17 @@ void check_label_count(const std::vector<std::string>& labels, int64_t classes) 
   }
 }
 
+// Names each prediction by its class (nothing where there are no labels; their count was
+// checked against the classes).
+void apply_labels(std::vector<Classification>& results, const std::vector<std::string>& labels) {
+  if (labels.empty()) return;
+  for (auto& result : results) {
+    for (auto& prediction : result.predictions) {
+      prediction.label = labels[static_cast<size_t>(prediction.index)];
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> list_images(const std::string& dir) {
@@ -147,21 +158,11 @@ std::vector<Classification> classify(const BatchRunner& run, const Metadata& met
       // labels after the last batch, so that no label outlives a batch between its buffers.
       std::vector<Classification> batch(results.begin() + static_cast<std::ptrdiff_t>(start),
                                         results.begin() + static_cast<std::ptrdiff_t>(end));
-      for (auto& result : batch) {
-        for (auto& prediction : result.predictions) {
-          if (!labels.empty()) prediction.label = labels[static_cast<size_t>(prediction.index)];
-        }
-      }
+      apply_labels(batch, labels);
       progress(batch, end, paths.size());
     }
   }
-  if (!labels.empty()) {
-    for (auto& result : results) {
-      for (auto& prediction : result.predictions) {
-        prediction.label = labels[static_cast<size_t>(prediction.index)];
-      }
-    }
-  }
+  apply_labels(results, labels);
   return results;
 }
 
