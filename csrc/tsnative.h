@@ -14,7 +14,7 @@
 #include "core/image.h"
 #include "core/metadata.h"
 #include "core/model.h"
-#include "core/optimize.h"
+#include "core/load_options.h"
 #include "core/postprocess.h"
 #include "core/runtime.h"
 #include "core/tensor_io.h"

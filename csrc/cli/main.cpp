@@ -104,11 +104,11 @@ void add_flags(CLI::App& app, Options& options) {
                  "(TORCH_LIBRARY); repeat for several, loaded in order before the model")
       ->type_name("FILE");
   app.add_option("--method", options.method, "Model method to run")->capture_default_str();
-  app.add_option(
-         "--optimize", options.optimize,
-         "none: run as saved; exact: float32, frozen and fused (the variant fastest on this "
-         "input); fast: also bfloat16 where the CPU has it natively; bf16: bfloat16 on any CPU "
-         "(emulated, slowly, where it has no native bf16)")
+  std::string levels;
+  for (const auto& level : tsnative::optimize_levels()) {
+    levels += (levels.empty() ? "" : "; ") + level.name + ": " + level.summary;
+  }
+  app.add_option("--optimize", options.optimize, levels)
       ->check(CLI::IsMember(tsnative::optimize_level_names()))
       ->capture_default_str();
   app.add_option("--cache-dir", options.load.choice_cache_dir,

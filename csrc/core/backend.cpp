@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
-#include "core/model.h"
+#include "core/load_options.h"
 
 namespace tsnative {
 

@@ -1,5 +1,5 @@
 // What runs the model files of one format behind Model (model.h): a TorchScript archive
-// (backends/torchscript.h) or an AOTInductor package (backends/aoti.h). Model does what is the
+// (backends/torchscript/) or an AOTInductor package (backends/aoti/). Model does what is the
 // same for every format -- the file, its format, which method a call names, the errors for a
 // method it lacks -- and a backend runs the calls. What a format lacks is said here, once.
 #pragma once
@@ -13,11 +13,10 @@
 #include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
 
+#include "core/load_options.h"
 #include "core/metadata.h"
 
 namespace tsnative {
-
-struct LoadOptions;
 
 class Backend {
  public:

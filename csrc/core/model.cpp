@@ -7,8 +7,8 @@
 
 #include "core/archive_guard.h"
 #include "core/backend.h"
-#include "core/backends/aoti.h"
-#include "core/backends/torchscript.h"
+#include "core/backends/aoti/backend.h"
+#include "core/backends/torchscript/backend.h"
 #include "core/errors.h"
 #include "core/model_format.h"
 #include "core/runtime.h"

@@ -1,12 +1,11 @@
 // Model: a model file loaded once, in eval mode, on one device, callable from many threads at
 // once. load(path, options) -> run(method, args) -> outputs. What every front end holds,
-// whatever the format: a TorchScript archive (.pt: backends/torchscript.h, its variants in
-// optimize.h) or an AOTInductor package (.pt2: backends/aoti.h), told apart by the file's
-// contents, each run by its backend (backend.h).
+// whatever the format: a TorchScript archive (.pt: backends/torchscript/) or an AOTInductor
+// package (.pt2: backends/aoti/), told apart by the file's contents, each run by its backend
+// (backend.h).
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,27 +16,11 @@
 #include <caffe2/serialize/read_adapter_interface.h>
 
 #include "core/metadata.h"
-#include "core/optimize.h"
+#include "core/load_options.h"
 
 namespace tsnative {
 
 class Backend;
-
-// How a model is loaded. Front ends fill this from keyword arguments or flags; the defaults
-// here are the only defaults.
-struct LoadOptions {
-  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
-  OptimizeLevel optimize = OptimizeLevel::kNone;
-  // Arguments of forward used to warm the model up inside load (the profiling executor makes
-  // the first calls slow) and, with several optimization variants, to time them and keep the
-  // fastest. If empty, a random input of the metadata's input_shape is used for image models.
-  std::vector<c10::IValue> warmup_inputs;
-  int warmup_runs = 3;  // calls before timing; the profiling executor optimizes on the second
-  // Where the variant each optimize level chose is remembered, so that loading the same model
-  // for the same inputs again skips the timing (see choice_cache.h); "" remembers nothing.
-  // Unset: $TSNATIVE_CACHE_DIR, else $XDG_CACHE_HOME/tsnative, else ~/.cache/tsnative.
-  std::optional<std::string> choice_cache_dir;
-};
 
 class Model {
  public:
@@ -94,7 +77,7 @@ class Model {
   // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const;
 
-  // Which variant runs (see optimize.h), the timings that chose it, and any fallback notes;
+  // Which variant runs (see backends/torchscript/variants.h), the timings that chose it, and any fallback notes;
   // before a first-call choice, the candidates it will time.
   std::string optimization() const;
 

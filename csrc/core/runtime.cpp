@@ -88,6 +88,8 @@ bool cpu_has(const std::string& capability) {
   return found != capabilities.end() && found->second.isBool() && found->second.toBool();
 }
 
+bool cpu_has_native_bf16() { return cpu_has("avx512_bf16") || cpu_has("amx_bf16"); }
+
 std::string torch_version() { return TORCH_VERSION; }
 
 }  // namespace tsnative

@@ -35,6 +35,9 @@ void load_library(const std::string& path);
 // "avx512_bf16", "amx_tile", ...; at::cpu::get_cpu_capabilities lists them).
 bool cpu_has(const std::string& capability);
 
+// Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16).
+bool cpu_has_native_bf16();
+
 // The LibTorch version tsnative was compiled against, e.g. "2.13.0".
 std::string torch_version();
 

@@ -3,10 +3,11 @@
 #include <torch/csrc/jit/python/pybind_utils.h>
 #include <torch/extension.h>
 
-#include "core/backends/aoti.h"
+#include "core/backends/aoti/package.h"
 #include "core/classify.h"
 #include "core/errors.h"
 #include "core/image.h"
+#include "core/load_options.h"
 #include "core/metadata.h"
 #include "core/model.h"
 #include "core/model_format.h"
@@ -521,6 +522,11 @@ void bind_images(py::module_& m) {
         return std::make_pair(top.probabilities, top.indices);
       },
       py::arg("output"), py::arg("k"));
+  m.def("optimize_levels", [] {
+    std::vector<std::pair<std::string, std::string>> levels;
+    for (const auto& level : optimize_levels()) levels.emplace_back(level.name, level.summary);
+    return levels;
+  });
   m.def(
       "sniff_model_format",
       [](const py::bytes& first_bytes) {

@@ -1,6 +1,6 @@
 // The choice cache: what is remembered is read back for the same key only; entries that are
 // corrupt, for another key, or in a directory that cannot be written are misses, not errors.
-#include "core/choice_cache.h"
+#include "core/backends/torchscript/choice_cache.h"
 
 #include <filesystem>
 #include <fstream>

@@ -10,10 +10,11 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
-#include "core/backends/torchscript.h"
+#include "core/backends/torchscript/backend.h"
+#include "core/backends/torchscript/variants.h"
 #include "core/errors.h"
 #include "core/model.h"
-#include "core/optimize.h"
+#include "core/runtime.h"
 #include "test_support.h"
 
 namespace tsnative_test {

@@ -8,7 +8,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/pytree_spec.h"
+#include "core/backends/aoti/pytree_spec.h"
 
 namespace {
 

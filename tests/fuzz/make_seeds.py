@@ -4,8 +4,9 @@
 
 OUT_DIR/<harness>/ gets images (every PNG and JPEG variant the decoder has a branch for, each
 prefixed with the harness's choice byte), torch.save files, metadata JSON and label files
-taken from real exports, and TorchScript archives (plain, with submodules and methods, traced,
-with a TorchScript class). Everything is made here, from fixed seeds: nothing is downloaded.
+taken from real exports, TorchScript archives (plain, with submodules and methods, traced, with
+a TorchScript class), an AOTInductor package and call specs. Everything is made here, from fixed
+seeds: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def models(directory: Path) -> dict[str, bytes]:
     return files
 
 
+def packages(directory: Path) -> dict[str, bytes]:
+    """The package harness's seeds: a .pt2 export (choice byte 0) and call specs (byte 1)."""
+    torch.manual_seed(0)
+    exported = directory / "exported.pt2"
+    tsnative.export(
+        Small(), torch.rand(1, 3, 8, 8), exported, labels=["a", "b", "c"], progress=False
+    )
+    files = {"exported.pt2": b"\x00" + exported.read_bytes()}
+    exported.unlink()
+    x = torch.zeros(1)
+    for name, outputs in {
+        "tensor": x,
+        "tuple": (x, x),
+        "nested": {"logits": x, "parts": [x, (x, x)]},
+        "int_keys": {0: x, 1: x},
+    }.items():
+        spec = torch.utils._pytree.treespec_dumps(torch.utils._pytree.tree_structure(outputs))
+        files[f"{name}.json"] = b"\x01" + spec.encode()
+    return files
+
+
 def tensors() -> dict[str, bytes]:
     files = {}
     for name, value in {
@@ -126,7 +148,9 @@ def main() -> None:
         metadata = next(archive.read(n) for n in archive.namelist() if n.endswith("tsnative.json"))
     # The choice byte: RGB with resize and crop, grayscale, no resize, no crop.
     write(out / "image", images(), prefixes=(b"\x00", b"\x01", b"\x02", b"\x06"))
-    write(out / "model", archives)
+    package_files = packages(out)
+    write(out / "model", {**archives, "exported.pt2": package_files["exported.pt2"][1:]})
+    write(out / "package", package_files)
     write(out / "tensor_file", tensors())
     write(out / "metadata", {"exported.json": metadata, "minimal.json": b"{}"})
     write(out / "labels", {"three.txt": b"a\nb\nc\n", "crlf.txt": b"cat\r\ndog\r\n"})

@@ -1,4 +1,4 @@
-#include "core/optimize.h"
+#include "core/backends/torchscript/variants.h"
 
 #include <algorithm>
 
@@ -117,30 +117,6 @@ void append(std::vector<Variant>& to, std::vector<Variant> more) {
 }
 
 }  // namespace
-
-const std::vector<std::string>& optimize_level_names() {
-  static const std::vector<std::string> names{"none", "exact", "fast", "bf16"};
-  return names;
-}
-
-OptimizeLevel parse_optimize_level(const std::string& name) {
-  const auto& names = optimize_level_names();
-  const auto found = std::find(names.begin(), names.end(), name);
-  if (found == names.end()) {
-    std::string choices;
-    for (size_t i = 0; i < names.size(); ++i) {
-      choices += (i == 0 ? "'" : i + 1 == names.size() ? " or '" : ", '") + names[i] + "'";
-    }
-    throw OptionError("unknown optimize level '" + name + "': expected " + choices);
-  }
-  return static_cast<OptimizeLevel>(found - names.begin());
-}
-
-const char* optimize_level_name(OptimizeLevel level) {
-  return optimize_level_names().at(static_cast<size_t>(level)).c_str();
-}
-
-bool cpu_has_native_bf16() { return cpu_has("avx512_bf16") || cpu_has("amx_bf16"); }
 
 std::vector<Variant> candidate_variants(const torch::jit::Module& module, OptimizeLevel level,
                                         const VariantContext& context,

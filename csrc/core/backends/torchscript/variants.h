@@ -1,4 +1,5 @@
-// Execution options: how a loaded TorchScript module is transformed before it runs.
+// The TorchScript backend's variants: how a loaded module is transformed before it runs, for
+// each optimize level (load_options.h).
 //   none  — run as saved.
 //   exact — fp32: freeze (constants folded, conv-bn folded), then either oneDNN Graph fusion
 //           (CPU; the fused kernels are built for the shapes of the warm-up input) or PyTorch's
@@ -16,21 +17,9 @@
 #include <c10/core/ScalarType.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include "core/load_options.h"
+
 namespace tsnative {
-
-enum class OptimizeLevel { kNone, kExact, kFast, kBf16 };
-
-// "none", "exact", "fast" or "bf16". Throws OptionError for anything else.
-OptimizeLevel parse_optimize_level(const std::string& name);
-
-// OptimizeLevel -> its name, as parse_optimize_level reads it.
-const char* optimize_level_name(OptimizeLevel level);
-
-// Every level's name, in the order above (for front ends that list the choices).
-const std::vector<std::string>& optimize_level_names();
-
-// Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16).
-bool cpu_has_native_bf16();
 
 // One way of running a model: the transformed module and the dtype its float inputs take.
 struct Variant {

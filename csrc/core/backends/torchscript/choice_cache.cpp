@@ -1,4 +1,4 @@
-#include "core/choice_cache.h"
+#include "core/backends/torchscript/choice_cache.h"
 
 #include <unistd.h>
 

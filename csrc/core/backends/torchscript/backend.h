@@ -1,6 +1,6 @@
 // The TorchScript backend: an archive torch.jit.save wrote (.pt), run by LibTorch's JIT, with
-// the variants of each optimize level (optimize.h) -- one chosen at load, or timed on the first
-// call of forward (torchscript_choice.cpp) -- and whatever methods the module exports.
+// the variants of each optimize level (variants.h) -- one chosen at load, or timed on the first
+// call of forward (choice.cpp) -- and whatever methods the module exports.
 #pragma once
 
 #include <exception>
@@ -14,7 +14,7 @@
 #include <torch/csrc/jit/api/module.h>
 
 #include "core/backend.h"
-#include "core/optimize.h"
+#include "core/backends/torchscript/variants.h"
 
 namespace tsnative {
 
@@ -45,7 +45,7 @@ class TorchScriptBackend final : public Backend {
     c10::ScalarType input_dtype;
     bool as_saved;             // module is the saved module, not a frozen copy
     bool onednn_graph;         // fused by oneDNN Graph: every call runs in a fusion scope
-    std::string variant;       // its name, as optimize.h's candidate_variants gave it
+    std::string variant;       // its name, as variants.h's candidate_variants gave it
     std::string optimization;  // the name, then how it was chosen and any notes
     std::unordered_map<std::string, torch::jit::Function*> functions;
   };

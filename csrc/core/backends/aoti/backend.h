@@ -1,13 +1,12 @@
 // The AOTInductor backend: a package (.pt2) that torch._inductor.aoti_compile_and_package
 // wrote, run by LibTorch's AOTIModelPackageLoader. It has forward alone, which takes tensors;
 // it has no optimize levels (Inductor optimized it when it compiled it) and no parameters to
-// read (they are compiled into its code).
+// read (they are compiled into its code). What its files say of it: package.h; how its outputs
+// nest: pytree_spec.h.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <ATen/core/function_schema.h>
@@ -15,44 +14,15 @@
 #include <c10/core/Device.h>
 
 #include "core/backend.h"
-#include "core/pytree_spec.h"
-#include "core/runtime.h"
+#include "core/backends/aoti/package.h"
+#include "core/backends/aoti/pytree_spec.h"
+#include "core/load_options.h"
 
 namespace torch::inductor {
 class AOTIModelPackageLoader;
 }
 
 namespace tsnative {
-
-// Key of the metadata entry (aot_inductor.metadata) that describes forward's tensor arguments
-// as tsnative.export saw them: [{"name", "dtype", "shape": [3, {"name", "min", "max"}, ...]}];
-// a dimension is its size, or the range of a dynamic one ("max": null for no upper bound).
-inline constexpr const char* kInputsMetadataKey = "tsnative.inputs";
-
-// Key of the metadata entry that names (space-separated, as cpuinfo does: "avx512_bf16") the
-// CPU capabilities Inductor's compile flags assumed beyond the ISA it records in AOTI_CPU_ISA:
-// it compiles with -mavx512bf16 where the exporting CPU has AVX512-BF16, and says nothing.
-inline constexpr const char* kCpuFlagsMetadataKey = "tsnative.cpu_flags";
-
-// Why this machine cannot run code compiled for `metadata`'s device (AOTI_DEVICE_KEY), machine
-// (AOTI_MACHINE) and CPU capabilities (AOTI_CPU_ISA's words, kCpuFlagsMetadataKey's flags); ""
-// if it can. `cpu_has` says what this CPU has (a test gives another CPU's answers).
-std::string platform_problem(
-    const std::unordered_map<std::string, std::string>& metadata, const c10::Device& device,
-    const std::function<bool(const std::string&)>& cpu_has = tsnative::cpu_has);
-
-// One tensor argument of forward, as exported.
-struct TensorSpec {
-  struct Dimension {
-    int64_t size = -1;  // a static size; -1 for a dynamic one
-    std::string name;   // a dynamic one's name ("batch")
-    int64_t min = 0;
-    int64_t max = -1;  // -1: unbounded
-  };
-  std::string name;
-  c10::ScalarType dtype = c10::ScalarType::Float;
-  std::vector<Dimension> shape;
-};
 
 class AotiBackend final : public Backend {
  public:
@@ -79,7 +49,6 @@ class AotiBackend final : public Backend {
 
  private:
   AotiBackend(std::string source, c10::Device device);
-  void check(const std::vector<at::Tensor>& inputs) const;
 
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   std::vector<TensorSpec> inputs_;  // empty if the package does not describe them

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <cmath>
 
-#include "core/backends/torchscript.h"
-#include "core/choice_cache.h"
+#include "core/backends/torchscript/backend.h"
+#include "core/backends/torchscript/choice_cache.h"
 #include "core/errors.h"
 
 namespace tsnative {

@@ -1,4 +1,4 @@
-#include "core/backends/torchscript.h"
+#include "core/backends/torchscript/backend.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,10 +9,10 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/jit/serialization/import.h>
 
-#include "core/choice_cache.h"
+#include "core/backends/torchscript/choice_cache.h"
 #include "core/errors.h"
 #include "core/ivalues.h"
-#include "core/model.h"
+#include "core/load_options.h"
 #include "core/runtime.h"
 #include "core/script_object.h"
 

@@ -1,4 +1,4 @@
-#include "core/pytree_spec.h"
+#include "core/backends/aoti/pytree_spec.h"
 
 #include <stdexcept>
 

@@ -1,0 +1,133 @@
+#include "core/backends/aoti/backend.h"
+
+#include <cstdlib>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include "core/errors.h"
+#include "core/runtime.h"
+
+namespace tsnative {
+
+AotiBackend::AotiBackend(std::string source, c10::Device device)
+    : Backend(std::move(source), device,
+              "an AOTInductor package has compiled them into its code; read them from the "
+              "eager model, or from a TorchScript export") {}
+
+AotiBackend::~AotiBackend() = default;
+
+std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const std::string& source,
+                                               const c10::Device& device,
+                                               const LoadOptions& options) {
+  if (path.empty()) {
+    throw UnsupportedFormatError(
+        source +
+        " is an AOTInductor package, which loads from a file (its compiled code is a "
+        "shared library): save it and load its path");
+  }
+  if (options.optimize != OptimizeLevel::kNone) {
+    // Both front ends reach this: the message names the level as each of them spells it.
+    const std::string level = optimize_level_name(options.optimize);
+    throw OptionError("optimize level '" + level + "' (optimize='" + level + "', --optimize " +
+                      level + ") applies to TorchScript models, and " + source +
+                      " is an AOTInductor package, compiled and optimized ahead of time: load "
+                      "it at level 'none' (for bfloat16, export it from a bfloat16 model)");
+  }
+  std::unique_ptr<AotiBackend> package(new AotiBackend(source, device));
+  auto description = read_package(path, source, device);
+  if (description.inputs.empty()) {
+    // A package tsnative did not export says nothing of its inputs' shapes: have its own code
+    // check them (read once by each package's code, on its first call; process-wide).
+    setenv("AOTI_RUNTIME_CHECK_INPUTS", "1", /*overwrite=*/0);
+  }
+  package->inputs_ = std::move(description.inputs);
+  package->metadata_ = std::move(description.metadata);
+  package->description_ = std::move(description.description);
+  std::vector<std::string> call_spec;
+  try {
+    package->loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+        path, kPackageModelName, /*run_single_threaded=*/false, /*num_runners=*/1,
+        device.is_cpu() ? c10::DeviceIndex{-1} : device.index());
+    call_spec = package->loader_->get_call_spec();
+  } catch (const c10::Error& e) {
+    throw LoadError("cannot load " + source +
+                    " as an AOTInductor package: " + first_line(e.what_without_backtrace()));
+  }
+  std::vector<c10::Argument> arguments;
+  try {
+    if (call_spec.size() != 2) throw std::invalid_argument("no call spec");
+    const auto in_spec = parse_tree_spec(call_spec[0]);
+    package->outputs_ = parse_tree_spec(call_spec[1]);
+    // (args, kwargs): forward's positional arguments, each a tensor.
+    const bool flat_args = in_spec.kind == TreeSpec::Kind::kTuple && in_spec.children.size() == 2 &&
+                           in_spec.children[0].kind == TreeSpec::Kind::kTuple &&
+                           in_spec.children[1].leaves() == 0 &&
+                           in_spec.children[0].leaves() == in_spec.children[0].children.size();
+    if (!flat_args) {
+      throw std::invalid_argument(
+          "forward takes nested or keyword-only arguments (tsnative runs packages whose "
+          "forward takes tensors, by position)");
+    }
+    const auto count = in_spec.children[0].children.size();
+    if (!package->inputs_.empty() && package->inputs_.size() != count) {
+      throw std::invalid_argument("its '" + std::string(kInputsMetadataKey) + "' describes " +
+                                  std::to_string(package->inputs_.size()) +
+                                  " inputs and forward takes " + std::to_string(count));
+    }
+    for (size_t i = 0; i < count; ++i) {
+      arguments.emplace_back(
+          package->inputs_.empty() ? "input_" + std::to_string(i) : package->inputs_[i].name,
+          c10::TensorType::get());
+    }
+  } catch (const std::exception& e) {
+    throw LoadError("cannot load " + source + ": " + first_line(e.what()));
+  }
+  package->signatures_.emplace(
+      "forward", c10::FunctionSchema("forward", "", std::move(arguments),
+                                     {c10::Argument("", tree_type(package->outputs_))}));
+  // Its first call allocates the package's buffers; made here, as a TorchScript load warms up.
+  std::vector<std::string> notes;
+  const auto inputs = warmup_inputs(options, package->metadata_, notes);
+  if (!inputs.empty()) {
+    try {
+      package->run("forward", package->signatures_.at("forward"), inputs);
+    } catch (const InferenceError& e) {
+      // Inputs the caller gave must work; an input guessed from the metadata may not fit.
+      if (!options.warmup_inputs.empty()) {
+        throw InferenceError("warming up " + source + " failed: " + e.what());
+      }
+    }
+  }
+  for (const auto& note : notes) package->description_ += "; " + note;
+  return package;
+}
+
+c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& signature,
+                             std::vector<c10::IValue> args) const {
+  check_arguments(signature, args);
+  std::vector<at::Tensor> inputs;
+  inputs.reserve(args.size());
+  for (const auto& arg : args) inputs.push_back(arg.toTensor());
+  check_inputs(inputs_, inputs);
+  // The compiled kernels index their inputs as contiguous tensors on the package's device.
+  for (auto& input : inputs) input = input.to(device_).contiguous();
+  c10::NoGradGuard no_grad;
+  std::vector<at::Tensor> outputs;
+  try {
+    outputs = loader_->run(inputs);
+  } catch (const c10::Error& e) {
+    throw InferenceError("forward() failed: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw InferenceError("forward() failed: " + first_line(e.what()));
+  }
+  try {
+    return unflatten(outputs_, std::move(outputs));
+  } catch (const std::exception& e) {
+    throw InferenceError("forward() of " + source_ + " returned what its call spec does not " +
+                         "describe: " + e.what());
+  }
+}
+
+}  // namespace tsnative

@@ -1,0 +1,206 @@
+#include "core/backends/aoti/package.h"
+
+#include <sys/utsname.h>
+
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+
+namespace tsnative {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string value_of(const std::unordered_map<std::string, std::string>& map,
+                     const std::string& key) {
+  const auto found = map.find(key);
+  return found == map.end() ? "" : found->second;
+}
+
+// The cpuinfo capabilities each word of the package's AOTI_CPU_ISA (Inductor's vector ISA:
+// "AVX2", "AVX512 AVX512_VNNI", "AVX512 AVX512_VNNI AMX_TILE") compiled its kernels for.
+const std::map<std::string, std::vector<std::string>>& isa_capabilities() {
+  static const std::map<std::string, std::vector<std::string>> table{
+      {"AVX2", {"avx2", "fma3"}},
+      {"AVX512", {"avx512_f", "avx512_dq", "avx512_vl", "avx512_bw"}},
+      {"AVX512_VNNI", {"avx512_vnni"}},
+      {"AMX_TILE", {"amx_tile", "amx_bf16", "amx_int8"}},
+  };
+  return table;
+}
+
+constexpr const char* kExportAgain =
+    "export it again on this machine, or on one with the same instruction set";
+
+}  // namespace
+
+std::string platform_problem(const std::unordered_map<std::string, std::string>& metadata,
+                             const c10::Device& device,
+                             const std::function<bool(const std::string&)>& cpu_has) {
+  const auto compiled_for = value_of(metadata, "AOTI_DEVICE_KEY");
+  const auto wanted = c10::DeviceTypeName(device.type(), /*lower_case=*/true);
+  if (!compiled_for.empty() && compiled_for != wanted) {
+    return "it was compiled for " + compiled_for + ", not " + wanted +
+           " (AOTInductor compiles for one device: load it on " + compiled_for + " (device='" +
+           compiled_for + "', --device " + compiled_for + "), or export it again for " + wanted +
+           ")";
+  }
+  utsname host{};
+  const auto machine = value_of(metadata, "AOTI_MACHINE");
+  if (uname(&host) == 0 && !machine.empty() && machine != host.machine) {
+    return "it was compiled for " + machine + " and this machine is " + host.machine;
+  }
+  if (!device.is_cpu()) return "";
+  std::istringstream words(value_of(metadata, "AOTI_CPU_ISA"));
+  for (std::string word; words >> word;) {
+    const auto found = isa_capabilities().find(word);
+    if (found == isa_capabilities().end()) continue;
+    for (const auto& capability : found->second) {
+      if (!cpu_has(capability)) {
+        return "it was compiled for CPUs with " + word + " and this CPU lacks " + capability +
+               " (" + kExportAgain + ")";
+      }
+    }
+  }
+  std::istringstream flags(value_of(metadata, kCpuFlagsMetadataKey));
+  for (std::string flag; flags >> flag;) {
+    if (!cpu_has(flag)) {
+      return "it was compiled for CPUs with " + flag + " and this CPU lacks it (" + kExportAgain +
+             ")";
+    }
+  }
+  return "";
+}
+
+namespace {
+
+// As Python names it: "float32", "int64", "bfloat16".
+std::string dtype_name(c10::ScalarType dtype) {
+  return std::string(c10::getDtypeNames(dtype).first);
+}
+
+c10::ScalarType dtype_named(const std::string& name) {
+#define TSNATIVE_DTYPE_NAMED(_, type)              \
+  if (dtype_name(c10::ScalarType::type) == name) { \
+    return c10::ScalarType::type;                  \
+  }
+  AT_FORALL_SCALAR_TYPES_WITH_COMPLEX_AND_QINTS(TSNATIVE_DTYPE_NAMED)
+#undef TSNATIVE_DTYPE_NAMED
+  throw std::invalid_argument("an unknown dtype '" + name + "'");
+}
+
+// "float32[batch, 3, 32, 32]"
+std::string describe(const TensorSpec& spec) {
+  std::string text = dtype_name(spec.dtype) + "[";
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    const auto& dimension = spec.shape[i];
+    text +=
+        (i ? ", " : "") + (dimension.size >= 0 ? std::to_string(dimension.size) : dimension.name);
+  }
+  return text + "]";
+}
+
+std::string describe(const at::Tensor& tensor) {
+  return dtype_name(tensor.scalar_type()) + c10::str(tensor.sizes());
+}
+
+// Why `tensor` is not an input `spec` takes; "" if it is.
+std::string mismatch(const TensorSpec& spec, const at::Tensor& tensor) {
+  if (tensor.scalar_type() != spec.dtype) return "its dtype";
+  if (tensor.dim() != static_cast<int64_t>(spec.shape.size())) {
+    return "its number of dimensions";
+  }
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    const auto& dimension = spec.shape[i];
+    const auto size = tensor.size(static_cast<int64_t>(i));
+    if (dimension.size >= 0 && size != dimension.size) {
+      return "dimension " + std::to_string(i) + " (exported as " + std::to_string(dimension.size) +
+             ")";
+    }
+    if (dimension.size < 0 &&
+        (size < dimension.min || (dimension.max >= 0 && size > dimension.max))) {
+      return "dimension " + std::to_string(i) + " (" + dimension.name + " was exported for " +
+             std::to_string(dimension.min) + " to " +
+             (dimension.max < 0 ? "any size" : std::to_string(dimension.max)) + ")";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<TensorSpec> parse_inputs(const std::string& json) {
+  std::vector<TensorSpec> inputs;
+  for (const auto& entry : Json::parse(json)) {
+    TensorSpec spec{
+        entry.at("name").get<std::string>(), dtype_named(entry.at("dtype").get<std::string>()), {}};
+    for (const auto& dimension : entry.at("shape")) {
+      if (dimension.is_number_integer()) {
+        const auto size = dimension.get<int64_t>();
+        if (size < 0) throw std::invalid_argument("a negative size in " + spec.name + "'s shape");
+        spec.shape.push_back({size});
+      } else {
+        const auto& max = dimension.at("max");
+        TensorSpec::Dimension range{-1, dimension.at("name").get<std::string>(),
+                                    dimension.at("min").get<int64_t>(),
+                                    max.is_null() ? -1 : max.get<int64_t>()};
+        if (range.min < 0 || (!max.is_null() && (range.max < 0 || range.max < range.min))) {
+          throw std::invalid_argument("an empty or negative range for " + spec.name + "'s " +
+                                      range.name);
+        }
+        spec.shape.push_back(std::move(range));
+      }
+    }
+    inputs.push_back(std::move(spec));
+  }
+  return inputs;
+}
+
+void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
+  for (size_t i = 0; i < specs.size() && i < inputs.size(); ++i) {
+    if (const auto problem = mismatch(specs[i], inputs[i]); !problem.empty()) {
+      throw ArgumentError("forward() argument '" + specs[i].name + "' was exported as " +
+                          describe(specs[i]) + " and got " + describe(inputs[i]) + ": " +
+                          problem + " differs; a package runs only the dtypes and shapes it was " +
+                          "compiled for (export again with another example, or to .pt)");
+    }
+  }
+}
+
+PackageDescription read_package(const std::string& path, const std::string& source,
+                                const c10::Device& device,
+                                const std::function<bool(const std::string&)>& cpu_has) {
+  PackageDescription package;
+  try {
+    package.entries =
+        torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, kPackageModelName);
+  } catch (const c10::Error& e) {
+    throw LoadError("cannot load " + source +
+                    " as an AOTInductor package: " + first_line(e.what_without_backtrace()));
+  }
+  if (const auto problem = platform_problem(package.entries, device, cpu_has); !problem.empty()) {
+    throw LoadError("cannot load " + source + ": " + problem);
+  }
+  const auto inputs_json = value_of(package.entries, kInputsMetadataKey);
+  try {
+    if (!inputs_json.empty()) package.inputs = parse_inputs(inputs_json);
+  } catch (const std::exception& e) {
+    throw LoadError("cannot load " + source + ": its '" + kInputsMetadataKey +
+                    "' does not describe forward's inputs: " + first_line(e.what()));
+  }
+  const auto metadata_json = value_of(package.entries, kMetadataFile);
+  if (!metadata_json.empty()) package.metadata = parse_metadata(metadata_json, source);
+  const auto isa = value_of(package.entries, "AOTI_CPU_ISA");
+  package.description = "none: an AOTInductor package, compiled ahead of time for " +
+                        value_of(package.entries, "AOTI_DEVICE_KEY") +
+                        (isa.empty() ? "" : " (" + isa + ")") +
+                        (inputs_json.empty() ? "; inputs checked by the package's own code" : "");
+  return package;
+}
+
+}  // namespace tsnative
