@@ -10,7 +10,7 @@ BUILD_DIR := build/python
 SOURCES := $(shell find csrc python tests/cpp cmake -type f ! -name '*.pyc') CMakeLists.txt pyproject.toml
 CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
-.PHONY: setup demo test test-compat test-newest test-sanitize fuzz sanitize-build test-cpp test-python lint \
+.PHONY: setup demo test test-stubs test-compat test-newest test-sanitize fuzz sanitize-build test-cpp test-python lint \
   format bench clean
 
 setup: $(STAMPS)/installed
@@ -36,7 +36,11 @@ $(STAMPS)/installed: $(SOURCES) $(STAMPS)/system $(STAMPS)/python-deps
 demo: setup
 	PATH="$(BIN):$$PATH" $(PY) examples/demo.py
 
-test: setup lint test-cpp test-python
+test: setup lint test-stubs test-cpp test-python
+
+# _C.pyi, written by hand, against the built extension (mypy's stubtest).
+test-stubs: setup
+	$(PY) -m mypy.stubtest tsnative._C --concise --allowlist tests/stubtest-allowlist.txt
 
 test-cpp: setup
 	PATH="$(BIN):$$PATH" ctest --test-dir $(BUILD_DIR) --output-on-failure
@@ -62,7 +66,7 @@ test-newest:
 # + UndefinedBehaviorSanitizer (build/sanitize, one build for both targets below).
 SANITIZE_DIR := build/sanitize
 FUZZ_SECONDS ?= 180
-FUZZ_HARNESSES := image tensor_file metadata labels model
+FUZZ_HARNESSES := image tensor_file metadata labels model package
 
 $(STAMPS)/sanitize-system: scripts/install-system-deps.sh | $(STAMPS)/venv
 	bash scripts/install-system-deps.sh --sanitize

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tsnative.compare import LEVELS  # noqa: F401  (the core's levels, less bf16)
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository
-LEVELS = ("none", "exact", "fast")
 FP32_RTOL = 1e-4  # max |runner - eager| <= FP32_RTOL * max(1, max |eager|)
 REDUCED_RTOL = 5e-2  # the same for "fast" (reduced precision), whose top-5 must still match
 MIN_COSINE = 0.99  # fast on an encoder: cosine similarity with eager's output at least this

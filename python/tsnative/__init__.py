@@ -36,14 +36,17 @@ from ._C import (
 )
 from .compare import Comparison, compare
 from .export import ExportError, ExportWarning, export
+from .formats import NAMES as FORMATS
 from .images import Classification, Prediction, classify, decode_image, load_image
-from .module import Module, clear_cache, infer, load, load_library
+from .module import OPTIMIZE_LEVELS, Module, clear_cache, infer, load, load_library
 
 #: Where CMake finds the C++ API (find_package(tsnative CONFIG) -> tsnative::core), to pass in
 #: CMAKE_PREFIX_PATH beside torch.utils.cmake_prefix_path.
 cmake_prefix_path = os.path.join(os.path.dirname(__file__), "share", "cmake")
 
 __all__ = [
+    "FORMATS",
+    "OPTIMIZE_LEVELS",
     "ArgumentError",
     "Classification",
     "Comparison",

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import torch
 
-from . import _C
-from .backends import aoti, onnx, torchscript
+from . import _C, formats
+from .backends import ExportOptions, WriteFailure
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -85,32 +85,19 @@ def _check_matches_eager(
             ) from None
 
 
-# The suffixes export() knows, and the format each writes.
-FORMATS = {".pt": "torchscript", ".pt2": "aoti", ".onnx": "onnx"}
-Format = Literal["torchscript", "aoti", "onnx"]
+Format = str  # one of formats.NAMES (tsnative.FORMATS)
 
 
-# Formats written by torch.export and another step: their name in messages, the exporter.
-_EXPORTERS = {
-    "onnx": ("ONNX", "torch.onnx.export"),
-    "aoti": ("AOTInductor", "torch._inductor.aoti_compile_and_package"),
-}
-
-
-def _format_of(path: Path, format: Format | None) -> Format:
+def _format_of(path: Path, format: Format | None) -> formats.Format:
     if format is not None:
-        if format not in FORMATS.values():
-            names = ", ".join(repr(name) for name in FORMATS.values())
-            raise ValueError(f"format must be one of {names}, not {format!r}")
-        return format
-    found = FORMATS.get(path.suffix.lower())
+        return formats.named(format)
+    found = formats.by_suffix(path.suffix)
     if found is None:
-        known = ", ".join(f"{suffix} ({name})" for suffix, name in FORMATS.items())
         raise ExportError(
             f"cannot tell the format from the name {path.name!r}: the known suffixes are "
-            f"{known}; or say it with format= (one of those names)"
+            f"{formats.suffixes()}; or say it with format= (one of those names)"
         )
-    return found  # type: ignore[return-value]
+    return found
 
 
 def _claim(staging: Path, path: Path) -> None:
@@ -189,69 +176,46 @@ def export(
         metadata.input_shape = list(example[0].shape)
     metadata.tsnative_version = _C.__version__
 
-    if chosen in _EXPORTERS and method != "auto":
-        name, exporter = _EXPORTERS[chosen]
-        raise ValueError(f"method={method!r} is TorchScript's; an {name} export is {exporter}'s")
-    # AOTInductor writes packages only to names ending in .pt2.
-    staging = path.with_name(path.name + ".partial" + (".pt2" if chosen == "aoti" else ""))
+    if chosen.torch_export and method != "auto":
+        raise ValueError(
+            f"method={method!r} is TorchScript's; an {chosen.title} export is {chosen.exporter}'s"
+        )
+    # Written beside `path` under a name that keeps its suffix (AOTInductor insists on .pt2).
+    staging = path.with_name(path.name + ".partial" + chosen.suffix)
     _claim(staging, path)  # before any work: a folder that cannot be written is said at once
     input_sets = [("the example input", example)] + [
         (f"check input #{number + 1}", _as_tuple(inputs))
         for number, inputs in enumerate(check_inputs or ())
     ]
+    options = ExportOptions(method, dynamic_batch, progress, path.name)
     try:
-        if chosen in _EXPORTERS:
-            name, exporter = _EXPORTERS[chosen]
-            how, hint, untrusted = name, "", ""
-            metadata.export_method = exporter
-            try:
-                if chosen == "onnx":
-                    onnx.write_onnx(model, example, str(staging), metadata.to_json(), dynamic_batch)
-                else:
-                    aoti.write_package(
-                        model,
-                        example,
-                        str(staging),
-                        metadata.to_json(),
-                        dynamic_batch,
-                        progress,
-                        path.name,
-                    )
-            except (onnx.OnnxExportFailure, aoti.PackageExportFailure) as failure:
-                raise ExportError(
-                    f"cannot export to {name}: {failure}; export to .pt (TorchScript) instead, "
-                    "which keeps Python control flow and takes any argument (method='script')"
-                ) from None
-            grown = _grown_batch(example) if dynamic_batch else None
-            if grown is not None:
-                rows = grown[0].shape[0]
-                input_sets.append(
-                    (f"the example grown to {rows} rows (the batch is dynamic)", grown)
-                )
-                hint = (
-                    " The batch dimension was exported dynamic: give an example of 2 or more "
-                    "rows, or export with dynamic_batch=False."
-                )
-        else:
-            try:
-                script = torchscript.to_script(model, example, method)
-            except torchscript.ScriptExportFailure as failure:
+        try:
+            written = chosen.write_module().write(model, example, str(staging), metadata, options)
+        except WriteFailure as failure:
+            if not chosen.torch_export:
                 raise ExportError(str(failure)) from None
-            how, hint = f"{script.method}d", torchscript.trace_hint(script)
-            untrusted = torchscript.untrusted_trace(script)
-            metadata.export_method = script.method
-            with torchscript.torchscript_quiet():
-                torch.jit.save(
-                    script.module, str(staging), _extra_files={_C.METADATA_FILE: metadata.to_json()}
-                )
+            raise ExportError(
+                f"cannot export to {chosen.title}: {failure}; export to .pt (TorchScript) "
+                "instead, which keeps Python control flow and takes any argument "
+                "(method='script')"
+            ) from None
+        hint = written.hint
+        grown = _grown_batch(example) if chosen.torch_export and dynamic_batch else None
+        if grown is not None:
+            rows = grown[0].shape[0]
+            input_sets.append((f"the example grown to {rows} rows (the batch is dynamic)", grown))
+            hint = (
+                " The batch dimension was exported dynamic: give an example of 2 or more "
+                "rows, or export with dynamic_batch=False."
+            )
         native = load(staging)
         _check_matches_eager(
-            model, native, input_sets, how, hint, rtol, atol, flat=chosen == "onnx"
+            model, native, input_sets, written.how, hint, rtol, atol, flat=chosen.flat_outputs
         )
         _check_one_label_per_class(native, example, metadata.labels)
-        if untrusted and strict:
+        if written.untrusted and strict:
             raise ExportError(
-                f"not written: {untrusted}. Make the model scriptable and export with "
+                f"not written: {written.untrusted}. Make the model scriptable and export with "
                 "method='script', or export to .pt2 (torch.export refuses what it cannot "
                 "capture), or pass strict=False to write the trace anyway"
             )
@@ -262,8 +226,10 @@ def export(
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    if untrusted:
-        warnings.warn(f"{path} written with strict=False: {untrusted}", ExportWarning, stacklevel=2)
-    if chosen == "torchscript":
-        torchscript.note_successor()
+    if written.untrusted:
+        warnings.warn(
+            f"{path} written with strict=False: {written.untrusted}", ExportWarning, stacklevel=2
+        )
+    if written.after is not None:
+        written.after()
     return load(path)

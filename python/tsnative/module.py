@@ -11,8 +11,8 @@ from typing import Any, BinaryIO, Literal
 
 import torch
 
-from . import _C
-from .backends import onnx
+from . import _C, formats
+from .backends import onnx_runner
 
 PathLike = str | os.PathLike[str]
 
@@ -26,7 +26,7 @@ class Module:
     the model runs. Returned tensors are ordinary tensors that do not require grad.
     """
 
-    def __init__(self, model: _C.Model | onnx.OnnxModel) -> None:
+    def __init__(self, model: _C.Model | onnx_runner.OnnxModel) -> None:
         self._model = model
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -121,7 +121,9 @@ class Module:
         return f"tsnative.Module({self._model.source}, device={self._model.device!r})"
 
 
-Optimize = Literal["none", "exact", "fast", "bf16"]
+#: The optimize levels, as the core lists them ("none", "exact", "fast", "bf16").
+OPTIMIZE_LEVELS: tuple[str, ...] = tuple(name for name, _ in _C.optimize_levels())
+Optimize = str  # one of OPTIMIZE_LEVELS (the core refuses any other with a ValueError)
 
 
 Source = PathLike | bytes | bytearray | memoryview | BinaryIO
@@ -189,17 +191,21 @@ def load(
             )
         source = data
     if isinstance(source, (bytes, bytearray, memoryview)):
-        if onnx.is_onnx(bytes(memoryview(source)[:8])):
-            described = f"the ONNX model in memory ({len(memoryview(source))} bytes)"
-            return _onnx_module(bytes(source), described, "", device, optimize, warmup_inputs)
+        found = formats.sniffed(bytes(memoryview(source)[:8]))
+        if found is not None and found.runner is not None:
+            described = f"the {found.title} model in memory ({len(memoryview(source))} bytes)"
+            return _run_in_python(
+                found, bytes(source), described, "", device, optimize, warmup_inputs
+            )
         return Module(
             _C.Model.load_from_memory(
                 source, _load_options(device, optimize, warmup_inputs, cache_dir)
             )
         )
     path = os.fspath(source)
-    if onnx.is_onnx(_first_bytes(path)):
-        return _onnx_module(path, repr(path), path, device, optimize, warmup_inputs)
+    found = formats.sniffed(_first_bytes(path))
+    if found is not None and found.runner is not None:
+        return _run_in_python(found, path, repr(path), path, device, optimize, warmup_inputs)
     return Module(_C.Model.load(path, _load_options(device, optimize, warmup_inputs, cache_dir)))
 
 
@@ -231,7 +237,8 @@ def _first_bytes(path: str) -> bytes:
         return b""
 
 
-def _onnx_module(
+def _run_in_python(
+    found: formats.Format,
     model: str | bytes,
     source: str,
     path: str,
@@ -239,9 +246,12 @@ def _onnx_module(
     optimize: Optimize,
     warmup_inputs: tuple[Any, ...] | None,
 ) -> Module:
-    """An ONNX model (a path or the file's bytes) in an ONNX Runtime session, warmed up on
-    `warmup_inputs` if given: its first run allocates its buffers, here as in the core's load."""
-    module = Module(onnx.OnnxModel.load(model, source, path, device, optimize))
+    """A model of a format the core does not run (a path or the file's bytes), loaded by its
+    runner (ONNX's: an ONNX Runtime session) and warmed up on `warmup_inputs` if given: its
+    first run allocates its buffers, here as in the core's load."""
+    runner = found.runner_module()
+    assert runner is not None
+    module = Module(runner.load(model, source, path, device, optimize))
     if warmup_inputs is not None:
         module(*warmup_inputs)
     return module

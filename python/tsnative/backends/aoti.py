@@ -1,6 +1,6 @@
 """Writing AOTInductor packages (.pt2): torch.export, then aoti_compile_and_package.
 
-The package runs in the C++ core (csrc/core/backends/aoti.cpp), through the same Model as a
+The package runs in the C++ core (csrc/core/backends/aoti/), through the same Model as a
 TorchScript archive; only writing one needs Python (torch.export and Inductor's compiler).
 """
 
@@ -17,38 +17,35 @@ from typing import Any
 import torch
 
 from .. import _C
+from . import ExportOptions, WriteFailure, Written
 from ._quiet import quiet
 
 
-class PackageExportFailure(Exception):
-    """torch.export or AOTInductor could not turn the model into a package (the cause)."""
-
-
-def write_package(
+def write(
     model: torch.nn.Module,
     example: tuple[Any, ...],
     path: str,
-    metadata_json: str,
-    dynamic_batch: bool,
-    progress: bool | None,
-    name: str,
-) -> None:
-    """Exports `model` with torch.export (its first dimension dynamic when `dynamic_batch`, from
-    batch 0 up, whatever the example's batch), compiles it with AOTInductor (weights frozen into
-    the code) and writes the package at `path`, the metadata and forward's input shapes inside;
-    `name` is how progress lines call it."""
+    metadata: _C.Metadata,
+    options: ExportOptions,
+) -> Written:
+    """Exports `model` with torch.export (its first dimension dynamic with options.dynamic_batch,
+    from batch 0 up, whatever the example's batch), compiles it with AOTInductor (weights frozen
+    into the code) and writes the package at `path`, the metadata and forward's input shapes
+    inside."""
     for number, value in enumerate(example):
         if not isinstance(value, torch.Tensor):
-            raise PackageExportFailure(
+            raise WriteFailure(
                 f"an AOTInductor package takes tensors only, and the example's argument "
                 f"#{number} is of type {type(value).__name__}"
             )
+    progress, name = options.progress, options.name
     with _stage(progress, f"torch.export: {name}"):
-        program = _exported(model, example, dynamic_batch)
+        program = _exported(model, example, options.dynamic_batch)
+    metadata.export_method = "torch._inductor.aoti_compile_and_package"
     configs = {
         "freezing": True,
         "aot_inductor.metadata": {
-            _C.METADATA_FILE: metadata_json,
+            _C.METADATA_FILE: metadata.to_json(),
             _C.PACKAGE_INPUTS_KEY: json.dumps(_input_specs(program)),
             _C.PACKAGE_CPU_FLAGS_KEY: _unrecorded_cpu_flags(),
         },
@@ -60,7 +57,8 @@ def write_package(
                     program, package_path=path, inductor_configs=configs
                 )
         except Exception as error:
-            raise PackageExportFailure(f"AOTInductor failed: {_cause(error)}") from None
+            raise WriteFailure(f"AOTInductor failed: {_cause(error)}") from None
+    return Written("AOTInductor")
 
 
 def _unrecorded_cpu_flags() -> str:
@@ -87,7 +85,7 @@ def _exported(
         with _size_oblivious(), quiet(), torch.no_grad():
             return torch.export.export(model, example, dynamic_shapes=dynamic_shapes)
     except Exception as error:
-        raise PackageExportFailure(f"torch.export failed: {_cause(error)}") from None
+        raise WriteFailure(f"torch.export failed: {_cause(error)}") from None
 
 
 def _input_specs(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:

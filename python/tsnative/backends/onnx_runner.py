@@ -1,4 +1,4 @@
-"""ONNX models behind the `Module` API, run by an ONNX Runtime session.
+"""Running ONNX models behind the `Module` API, in an ONNX Runtime session (written by onnx.py).
 
 The onnxruntime wheel ships its shared library but no C/C++ headers, so this backend lives in
 Python; what is not the runtime stays in the core and is shared with TorchScript: metadata
@@ -17,7 +17,6 @@ import torch
 
 from .. import _C
 from .._extras import install_hint
-from ._quiet import quiet
 
 EXTRA = install_hint("onnx")
 # The key of the metadata entry (ModelProto.metadata_props): the JSON a TorchScript archive
@@ -47,11 +46,6 @@ def onnxruntime(source: str) -> Any:
             f"{source} is an ONNX model; running it needs ONNX Runtime: {EXTRA}"
         ) from None
     return ort
-
-
-def is_onnx(first_bytes: bytes) -> bool:
-    """Whether a file's first bytes are an ONNX model's (the core decides, for both front ends)."""
-    return _C.sniff_model_format(first_bytes) == "ONNX"
 
 
 def _cause(error: BaseException) -> str:
@@ -254,88 +248,6 @@ def _providers(ort: Any, device: str, source: str) -> list[Any]:
     return [("CUDAExecutionProvider", {"device_id": int(match.group(1) or 0)})]
 
 
-# --- export ---------------------------------------------------------------------------------
-
-
-class OnnxExportFailure(Exception):
-    """Why torch.onnx.export could not export the model (export.py words it for the user)."""
-
-
-def write_onnx(
-    model: torch.nn.Module,
-    example: tuple[Any, ...],
-    path: str,
-    metadata_json: str,
-    dynamic_batch: bool,
-) -> None:
-    """Exports `model` with torch.onnx.export (torch.export, then ONNX Script's translation),
-    its first dimension dynamic when `dynamic_batch`, the metadata in metadata_props."""
-    for number, value in enumerate(example):
-        if not isinstance(value, torch.Tensor):
-            raise OnnxExportFailure(
-                f"an ONNX model takes tensors only, and the example's argument #{number} is "
-                f"of type {type(value).__name__}"
-            )
-    try:
-        import onnxscript  # noqa: F401  (what torch.onnx.export needs; not a torch dependency)
-    except ImportError:
-        raise OnnxExportFailure(f"exporting to ONNX needs onnx and onnxscript: {EXTRA}") from None
-    dynamic_shapes = None
-    if dynamic_batch:
-        batch = torch.export.Dim.DYNAMIC
-        dynamic_shapes = tuple({0: batch} if value.dim() >= 1 else None for value in example)
-    with torch.no_grad():
-        count = len(torch.utils._pytree.tree_leaves(model(*example)))
-    output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
-    try:
-        with quiet():  # the exporter prints its steps and warns about missing extras
-            program = torch.onnx.export(
-                model,
-                example,
-                None,
-                dynamo=True,
-                dynamic_shapes=dynamic_shapes,
-                output_names=output_names,
-            )
-    except Exception as error:
-        raise OnnxExportFailure(_export_cause(error)) from None
-    if dynamic_batch:
-        _name_batch_dimension(program.model.graph)
-    program.model.metadata_props[METADATA_KEY] = metadata_json
-    program.save(path)
-
-
-def _name_batch_dimension(graph: Any) -> None:
-    """torch.export names the dynamic batch "s77" or the like: call it "batch", everywhere the
-    graph uses that symbol, so that signatures read forward(Tensor x: float32[batch, 3, ...])."""
-    import onnx_ir as ir
-
-    batch = {
-        str(value.shape[0])
-        for value in graph.inputs
-        if value.shape is not None and len(value.shape) and not isinstance(value.shape[0], int)
-    }
-    values = [*graph.inputs, *graph.outputs, *(out for node in graph for out in node.outputs)]
-    for value in values:
-        if value.shape is not None and any(str(dim) in batch for dim in value.shape):
-            value.shape = ir.Shape(
-                [
-                    "batch" if not isinstance(dim, int) and str(dim) in batch else dim
-                    for dim in value.shape
-                ]
-            )
-
-
-def _export_cause(error: BaseException) -> str:
-    """The cause of a torch.onnx.export failure in a line, and the model's line that raised it
-    (the exporter's own message opens with its next steps and links)."""
-    cause = error.__cause__ or error
-    text = str(cause).strip()
-    first = text.splitlines()[0] if text else ""
-    summary = f"{type(cause).__name__}: {first}".strip()
-    lines = str(error).splitlines()
-    for number, line in enumerate(lines):
-        if line.strip().startswith("File ") and number + 1 < len(lines):
-            summary += f" (at {line.strip()}: {lines[number + 1].strip()})"
-            break
-    return summary
+def load(model: str | bytes, source: str, path: str, device: str, optimize: str) -> OnnxModel:
+    """What every runner has (formats.py): the model, with the interface of the core's Model."""
+    return OnnxModel.load(model, source, path, device, optimize)

@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 
-
-class ScriptExportFailure(Exception):
-    """torch.jit.script or torch.jit.trace could not turn the model into TorchScript (the cause)."""
+from .. import _C
+from . import ExportOptions, WriteFailure, Written
 
 
 @dataclass
@@ -29,9 +28,27 @@ class Script:
     script_failure: str = ""
 
 
+def write(
+    model: torch.nn.Module,
+    example: tuple[Any, ...],
+    path: str,
+    metadata: _C.Metadata,
+    options: ExportOptions,
+) -> Written:
+    """Scripts or traces `model` (options.method) and saves it at `path`, the metadata as the
+    archive's extra file."""
+    script = to_script(model, example, options.method)
+    metadata.export_method = script.method
+    with torchscript_quiet():
+        torch.jit.save(script.module, path, _extra_files={_C.METADATA_FILE: metadata.to_json()})
+    return Written(
+        f"{script.method}d", trace_hint(script), untrusted_trace(script), after=note_successor
+    )
+
+
 def to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) -> Script:
     """Scripts the model ("script"), traces it on `example` ("trace"), or scripts it where it
-    can and traces it otherwise ("auto"); ScriptExportFailure with the cause if it cannot."""
+    can and traces it otherwise ("auto"); WriteFailure with the cause if it cannot."""
     script_failure = ""
     if method in ("auto", "script"):
         try:
@@ -39,7 +56,7 @@ def to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) -> 
                 return Script(torch.jit.script(model), "script")
         except Exception as error:
             if method == "script":
-                raise ScriptExportFailure(f"torch.jit.script failed: {error}") from None
+                raise WriteFailure(f"torch.jit.script failed: {error}") from None
             script_failure = _first_line(error)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
@@ -48,7 +65,7 @@ def to_script(model: torch.nn.Module, example: tuple[Any, ...], method: str) -> 
                 # strict=False: models returning a dict or list trace too.
                 traced = torch.jit.trace(model, example, check_trace=False, strict=False)
         except Exception as error:
-            raise ScriptExportFailure(f"torch.jit.trace failed: {error}") from None
+            raise WriteFailure(f"torch.jit.trace failed: {error}") from None
     torch_code = os.path.dirname(torch.__file__) + os.sep
     tracer_warnings = [
         f"{w.filename}:{w.lineno}: {_first_line(w.message).split('. ')[0]}"
