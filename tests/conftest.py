@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,18 +148,34 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def classifier_package(
+def classifier_as(
     tiny_classifier: Classifier, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The tiny classifier as an AOTInductor package, exported from a batch of one (the batch
-    stays dynamic)."""
-    path = tmp_path_factory.mktemp("aoti_classifier") / "tiny.pt2"
-    tsnative.export(
-        tiny_classifier.eager,
-        torch.rand(1, 3, 40, 40),
-        path,
-        labels=tiny_classifier.labels,
-        preprocess=tiny_classifier.preprocess,
-        progress=False,
-    )
-    return path
+) -> Callable[[str], Path]:
+    """The tiny classifier exported to a format of tsnative.FORMATS ("torchscript" gives
+    tiny_classifier's own file), once per session, with its labels and preprocessing; the
+    batch of .pt2 and .onnx stays dynamic (a package from a batch of one, as size-oblivious
+    export allows; ONNX from two, as torch.onnx.export needs)."""
+    exported: dict[str, Path] = {"torchscript": tiny_classifier.path}
+
+    def export(format_name: str) -> Path:
+        if format_name not in exported:
+            suffix = {"aoti": ".pt2", "onnx": ".onnx"}[format_name]
+            path = tmp_path_factory.mktemp(f"{format_name}_classifier") / f"tiny{suffix}"
+            tsnative.export(
+                tiny_classifier.eager,
+                torch.rand(2 if format_name == "onnx" else 1, 3, 40, 40),
+                path,
+                labels=tiny_classifier.labels,
+                preprocess=tiny_classifier.preprocess,
+                progress=False,
+            )
+            exported[format_name] = path
+        return exported[format_name]
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def classifier_package(classifier_as: Callable[[str], Path]) -> Path:
+    """The tiny classifier as an AOTInductor package."""
+    return classifier_as("aoti")

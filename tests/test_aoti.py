@@ -11,7 +11,6 @@ held to each other bit for bit.
 from __future__ import annotations
 
 import json
-import threading
 import zipfile
 from pathlib import Path
 
@@ -145,19 +144,6 @@ def test_what_a_package_lacks_says_so(classifier_package: Path, ts_infer: Path) 
     code, _, stderr = run_cli(ts_infer, classifier_package, "--optimize", "exact")
     assert code == 2 and stderr.count("\n") == 1 and "AOTInductor package" in stderr
     assert "--optimize exact" in stderr  # in ts-infer's terms too, not only Python's
-
-
-def test_concurrent_calls_agree(classifier_package: Path) -> None:
-    module = tsnative.load(classifier_package)
-    x = torch.rand(3, 3, 40, 40)
-    expected = module(x)
-    results: list[torch.Tensor] = []
-    workers = [threading.Thread(target=lambda: results.append(module(x))) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert len(results) == 4 and all(torch.equal(result, expected) for result in results)
 
 
 def _with_metadata(package: Path, path: Path, **changes: str) -> Path:

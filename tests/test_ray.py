@@ -4,6 +4,7 @@ the same file (the same core), errors included, with 1 and 2 actors, and as Parq
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import shutil
@@ -19,10 +20,23 @@ import tsnative.ray
 from conftest import Classifier
 from helpers import run_cli, run_python
 
+# A Ray test that hangs (an actor that never returns, a cluster that never starts) must fail the
+# run, not stall CI: past this, the stacks of every thread are printed and pytest exits.
+RAY_TEST_TIMEOUT_S = 600
+
+
+@pytest.fixture(autouse=True)
+def fails_if_it_hangs():
+    faulthandler.dump_traceback_later(RAY_TEST_TIMEOUT_S, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
 
 @pytest.fixture(scope="module")
 def local_ray():
+    faulthandler.dump_traceback_later(RAY_TEST_TIMEOUT_S, exit=True)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    faulthandler.cancel_dump_traceback_later()
     yield
     ray.shutdown()
 
