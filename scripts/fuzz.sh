@@ -46,6 +46,7 @@ for harness in "${harnesses[@]}"; do
   if [ "$status" -eq 0 ] && [ "$replay" -eq 1 ]; then
     echo "fuzz: $harness: its corpus once more, checking for leaks"
     env ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0" "$build/fuzz_$harness" -runs=0 \
+      -artifact_prefix="$root/findings/$harness-" \
       "${limits[@]}" "$corpus" "$root/seeds/$harness" $regressions >>"$log" 2>&1 || status=$?
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
