@@ -15,8 +15,8 @@
 #include <c10/core/Device.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 
-#include "core/metadata.h"
 #include "core/load_options.h"
+#include "core/metadata.h"
 
 namespace tsnative {
 
@@ -77,8 +77,8 @@ class Model {
   // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const;
 
-  // Which variant runs (see backends/torchscript/variants.h), the timings that chose it, and any fallback notes;
-  // before a first-call choice, the candidates it will time.
+  // Which variant runs (see backends/torchscript/variants.h), the timings that chose it, and any
+  // fallback notes; before a first-call choice, the candidates it will time.
   std::string optimization() const;
 
   const std::string& path() const { return path_; }  // "" for a model loaded from memory

@@ -84,15 +84,16 @@ TEST(AotiInputsTest, ParsesStaticAndDynamicDimensions) {
 }
 
 TEST(AotiInputsTest, RefusesWhatDescribesNoTensor) {
-  for (const char* json : {
-           R"([{"name": "x", "dtype": "float33", "shape": [1]}])",  // no such dtype
-           R"([{"name": "x", "dtype": "float32", "shape": [-2]}])",  // negative size
-           R"([{"name": "x", "dtype": "float32", "shape": [{"name": "b", "min": 5, "max": 2}]}])",
-           R"([{"name": "x", "dtype": "float32", "shape": [{"name": "b", "min": -1, "max": null}]}])",
-           R"([{"name": "x", "shape": [1]}])",  // no dtype
-           R"({"name": "x"})",                   // not a list of inputs
-           R"([{"name": "x", "dtype": "float32", "shape": [)",  // not JSON
-       }) {
+  for (
+      const char* json : {
+          R"([{"name": "x", "dtype": "float33", "shape": [1]}])",   // no such dtype
+          R"([{"name": "x", "dtype": "float32", "shape": [-2]}])",  // negative size
+          R"([{"name": "x", "dtype": "float32", "shape": [{"name": "b", "min": 5, "max": 2}]}])",
+          R"([{"name": "x", "dtype": "float32", "shape": [{"name": "b", "min": -1, "max": null}]}])",
+          R"([{"name": "x", "shape": [1]}])",                  // no dtype
+          R"({"name": "x"})",                                  // not a list of inputs
+          R"([{"name": "x", "dtype": "float32", "shape": [)",  // not JSON
+      }) {
     EXPECT_THROW(tsnative::parse_inputs(json), std::exception) << json;
   }
 }
@@ -115,9 +116,10 @@ TEST(AotiInputsTest, ChecksDtypeRankAndEachDimension) {
   EXPECT_NE(message(at::zeros({2, 4})).find("dimension 1 (exported as 3)"), std::string::npos);
   EXPECT_NE(message(at::zeros({2, 3}, at::kDouble)).find("its dtype"), std::string::npos);
   EXPECT_NE(message(at::zeros({3})).find("its number of dimensions"), std::string::npos);
-  EXPECT_EQ(message(at::zeros({5, 3})).rfind("forward() argument 'x' was exported as "
-                                             "float32[batch, 3] and got float32[5, 3]: ",
-                                             0),
+  EXPECT_EQ(message(at::zeros({5, 3}))
+                .rfind("forward() argument 'x' was exported as "
+                       "float32[batch, 3] and got float32[5, 3]: ",
+                       0),
             0u)
       << message(at::zeros({5, 3}));
 }

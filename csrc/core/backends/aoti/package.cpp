@@ -165,8 +165,8 @@ void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Te
   for (size_t i = 0; i < specs.size() && i < inputs.size(); ++i) {
     if (const auto problem = mismatch(specs[i], inputs[i]); !problem.empty()) {
       throw ArgumentError("forward() argument '" + specs[i].name + "' was exported as " +
-                          describe(specs[i]) + " and got " + describe(inputs[i]) + ": " +
-                          problem + " differs; a package runs only the dtypes and shapes it was " +
+                          describe(specs[i]) + " and got " + describe(inputs[i]) + ": " + problem +
+                          " differs; a package runs only the dtypes and shapes it was " +
                           "compiled for (export again with another example, or to .pt)");
     }
   }
@@ -177,8 +177,8 @@ PackageDescription read_package(const std::string& path, const std::string& sour
                                 const std::function<bool(const std::string&)>& cpu_has) {
   PackageDescription package;
   try {
-    package.entries =
-        torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, kPackageModelName);
+    package.entries = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(
+        path, kPackageModelName);
   } catch (const c10::Error& e) {
     throw LoadError("cannot load " + source +
                     " as an AOTInductor package: " + first_line(e.what_without_backtrace()));
