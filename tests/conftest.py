@@ -159,7 +159,7 @@ def classifier_as(
 
     def export(format_name: str) -> Path:
         if format_name not in exported:
-            suffix = {"aoti": ".pt2", "onnx": ".onnx"}[format_name]
+            suffix = tsnative.formats.named(format_name).suffix
             path = tmp_path_factory.mktemp(f"{format_name}_classifier") / f"tiny{suffix}"
             tsnative.export(
                 tiny_classifier.eager,

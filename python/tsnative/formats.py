@@ -1,9 +1,9 @@
 """The model formats tsnative writes and runs: one table, read by load, export, compare and the
 command line's messages.
 
-A row says what a format is called, the suffix export() tells it by, the module in
-``tsnative.backends`` that writes it, the one that runs it where the C++ core does not, and
-the extra its Python side needs. The core tells formats apart by their bytes
+A row says what a format is called, the suffix export() tells it by, the module of
+``tsnative.backends`` that runs it where the C++ core does not, and the extra its Python side
+needs; its writer is ``tsnative.backends.<name>``. The core tells formats apart by their bytes
 (``_C.sniff_model_format``, csrc/core/model_format.cpp), for every front end alike. A new
 format is a row here, a writer (and a runner, or a backend in csrc/core/backends/) — no other
 place lists formats.
@@ -23,7 +23,6 @@ class Format:
     name: str  # what export(format=) and compare(formats=) take: "aoti"
     title: str  # how messages and the core's sniffer call it: "AOTInductor"
     suffix: str  # what export() tells it by: ".pt2"
-    writer: str  # the module of tsnative.backends with its write(): "aoti"
     exporter: str  # what writes it underneath, for messages
     runner: str | None = None  # the module that runs it; None: the C++ core (_C.Model)
     extra: str | None = None  # the extra of pyproject.toml its Python side needs
@@ -33,7 +32,8 @@ class Format:
     flat_outputs: bool = False
 
     def write_module(self) -> ModuleType:
-        return importlib.import_module(f".backends.{self.writer}", __package__)
+        """tsnative.backends.<name>, whose write() export() calls."""
+        return importlib.import_module(f".backends.{self.name}", __package__)
 
     def runner_module(self) -> ModuleType | None:
         if self.runner is None:
@@ -42,12 +42,11 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("torchscript", "TorchScript", ".pt", "torchscript", "torch.jit.script / trace"),
+    Format("torchscript", "TorchScript", ".pt", "torch.jit.script / trace"),
     Format(
         "aoti",
         "AOTInductor",
         ".pt2",
-        "aoti",
         "torch._inductor.aoti_compile_and_package",
         torch_export=True,
     ),
@@ -55,7 +54,6 @@ FORMATS: tuple[Format, ...] = (
         "onnx",
         "ONNX",
         ".onnx",
-        "onnx",
         "torch.onnx.export",
         runner="onnx_runner",
         extra="onnx",
