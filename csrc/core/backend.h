@@ -15,6 +15,7 @@
 
 #include "core/load_options.h"
 #include "core/metadata.h"
+#include "core/tensor_spec.h"
 
 namespace tsnative {
 
@@ -28,6 +29,8 @@ class Backend {
   }
   // What the file says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const { return metadata_; }
+  // What forward's tensor arguments take, where the file says (see Model::inputs()).
+  const std::vector<TensorSpec>& inputs() const { return inputs_; }
   // How messages name the model; the device it runs on.
   const std::string& source() const { return source_; }
   const c10::Device& device() const { return device_; }
@@ -60,6 +63,7 @@ class Backend {
   std::string source_;
   c10::Device device_;
   Metadata metadata_;
+  std::vector<TensorSpec> inputs_;
   std::unordered_map<std::string, c10::FunctionSchema> signatures_;
 
  private:

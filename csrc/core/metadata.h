@@ -16,6 +16,7 @@ struct Metadata {
   std::vector<std::string> labels;       // class names by index; empty if none
   std::optional<Preprocess> preprocess;  // how images are turned into the model's input
   std::vector<int64_t> input_shape;      // shape of the example input; empty if unknown
+  std::string input_dtype;               // its dtype ("float32", "int64"); empty if unknown
   std::string tsnative_version;          // version that wrote the file
   std::string export_method;             // "script" or "trace"
 };

@@ -87,15 +87,17 @@ std::shared_ptr<Model> Model::load_archive(
   } else {
     backend = TorchScriptBackend::load(source, device, options, archive);
   }
-  return std::shared_ptr<Model>(new Model(path, std::move(backend)));
+  return std::shared_ptr<Model>(new Model(path, format, std::move(backend)));
 }
 
-Model::Model(std::string path, std::unique_ptr<const Backend> backend)
-    : path_(std::move(path)), backend_(std::move(backend)) {}
+Model::Model(std::string path, ModelFormat format, std::unique_ptr<const Backend> backend)
+    : path_(std::move(path)), format_(format), backend_(std::move(backend)) {}
 
 Model::~Model() = default;
 
 const Metadata& Model::metadata() const { return backend_->metadata(); }
+
+const std::vector<TensorSpec>& Model::inputs() const { return backend_->inputs(); }
 
 const std::string& Model::source() const { return backend_->source(); }
 

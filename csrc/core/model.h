@@ -17,6 +17,8 @@
 
 #include "core/load_options.h"
 #include "core/metadata.h"
+#include "core/model_format.h"
+#include "core/tensor_spec.h"
 
 namespace tsnative {
 
@@ -77,10 +79,18 @@ class Model {
   // What the archive says about itself (labels, preprocessing); empty if it carries nothing.
   const Metadata& metadata() const;
 
+  // What forward's tensor arguments take (name, dtype, static and dynamic sizes), where the file
+  // records it: an AOTInductor package tsnative.export wrote, or a TorchScript archive it wrote
+  // of a one-tensor forward (its example's dtype and shape, the first dimension free). Empty
+  // otherwise.
+  const std::vector<TensorSpec>& inputs() const;
+
   // Which variant runs (see backends/torchscript/variants.h), the timings that chose it, and any
   // fallback notes; before a first-call choice, the candidates it will time.
   std::string optimization() const;
 
+  // The file's format: kTorchScript or kAotInductor.
+  ModelFormat format() const { return format_; }
   const std::string& path() const { return path_; }  // "" for a model loaded from memory
   // How messages name the model: its quoted path, or what was loaded from memory.
   const std::string& source() const;
@@ -89,7 +99,7 @@ class Model {
   ~Model();
 
  private:
-  Model(std::string path, std::unique_ptr<const Backend> backend);
+  Model(std::string path, ModelFormat format, std::unique_ptr<const Backend> backend);
   // Picks the backend for what `archive` holds (a file at `path`, or memory if path is "") and
   // loads it. `source` names the model in messages.
   static std::shared_ptr<Model> load_archive(
@@ -99,6 +109,7 @@ class Model {
   const c10::FunctionSchema& find(const std::string& method) const;
 
   std::string path_;
+  ModelFormat format_;
   std::unique_ptr<const Backend> backend_;
 };
 

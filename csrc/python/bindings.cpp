@@ -507,6 +507,7 @@ void bind_images(py::module_& m) {
       .def_readwrite("labels", &Metadata::labels)
       .def_readwrite("preprocess", &Metadata::preprocess)
       .def_readwrite("input_shape", &Metadata::input_shape)
+      .def_readwrite("input_dtype", &Metadata::input_dtype)
       .def_readwrite("tsnative_version", &Metadata::tsnative_version)
       .def_readwrite("export_method", &Metadata::export_method)
       .def("to_json", [](const Metadata& metadata) { return to_json(metadata); })

@@ -27,6 +27,7 @@ class Metadata:
     labels: list[str]
     preprocess: Preprocess | None
     input_shape: list[int]
+    input_dtype: str
     tsnative_version: str
     export_method: str
     def __init__(self) -> None: ...

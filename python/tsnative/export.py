@@ -174,6 +174,7 @@ def export(
         metadata.preprocess = make_preprocess(preprocess)
     if isinstance(example[0], torch.Tensor):
         metadata.input_shape = list(example[0].shape)
+        metadata.input_dtype = str(example[0].dtype).removeprefix("torch.")
     metadata.tsnative_version = _C.__version__
 
     if chosen.torch_export and method != "auto":

@@ -51,7 +51,6 @@ class AotiBackend final : public Backend {
   AotiBackend(std::string source, c10::Device device);
 
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
-  std::vector<TensorSpec> inputs_;  // empty if the package does not describe them
   TreeSpec outputs_;
   std::string description_;
 };

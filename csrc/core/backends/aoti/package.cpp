@@ -79,21 +79,6 @@ std::string platform_problem(const std::unordered_map<std::string, std::string>&
 
 namespace {
 
-// As Python names it: "float32", "int64", "bfloat16".
-std::string dtype_name(c10::ScalarType dtype) {
-  return std::string(c10::getDtypeNames(dtype).first);
-}
-
-c10::ScalarType dtype_named(const std::string& name) {
-#define TSNATIVE_DTYPE_NAMED(_, type)              \
-  if (dtype_name(c10::ScalarType::type) == name) { \
-    return c10::ScalarType::type;                  \
-  }
-  AT_FORALL_SCALAR_TYPES_WITH_COMPLEX_AND_QINTS(TSNATIVE_DTYPE_NAMED)
-#undef TSNATIVE_DTYPE_NAMED
-  throw std::invalid_argument("an unknown dtype '" + name + "'");
-}
-
 // "float32[batch, 3, 32, 32]"
 std::string describe(const TensorSpec& spec) {
   std::string text = dtype_name(spec.dtype) + "[";

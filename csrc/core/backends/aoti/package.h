@@ -15,6 +15,7 @@
 
 #include "core/metadata.h"
 #include "core/runtime.h"
+#include "core/tensor_spec.h"
 
 namespace tsnative {
 
@@ -37,19 +38,6 @@ inline constexpr const char* kPackageModelName = "model";
 std::string platform_problem(
     const std::unordered_map<std::string, std::string>& metadata, const c10::Device& device,
     const std::function<bool(const std::string&)>& cpu_has = tsnative::cpu_has);
-
-// One tensor argument of forward, as exported.
-struct TensorSpec {
-  struct Dimension {
-    int64_t size = -1;  // a static size; -1 for a dynamic one
-    std::string name;   // a dynamic one's name ("batch")
-    int64_t min = 0;
-    int64_t max = -1;  // -1: unbounded
-  };
-  std::string name;
-  c10::ScalarType dtype = c10::ScalarType::Float;
-  std::vector<Dimension> shape;
-};
 
 // The kInputsMetadataKey entry's JSON as TensorSpecs. Throws std::invalid_argument (or
 // nlohmann's parse and type errors) for JSON that does not describe them.

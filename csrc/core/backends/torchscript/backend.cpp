@@ -280,6 +280,16 @@ TorchScriptBackend::TorchScriptBackend(std::string source, c10::Device device, M
         schema.cloneWithArguments(std::vector<c10::Argument>(
             arguments.begin() + std::min<size_t>(1, arguments.size()), arguments.end())));
   }
+  // What tsnative.export recorded of a one-tensor forward's example: its dtype and shape, the
+  // first dimension (the batch) free, as a traced or scripted module takes any batch.
+  const auto forward = signatures_.find("forward");
+  if (forward != signatures_.end() && forward->second.arguments().size() == 1 &&
+      !metadata_.input_shape.empty() && !metadata_.input_dtype.empty()) {
+    TensorSpec input{forward->second.arguments()[0].name(), dtype_named(metadata_.input_dtype), {}};
+    for (const auto size : metadata_.input_shape) input.shape.push_back({size, "", 0, -1});
+    input.shape[0] = {-1, "batch", 1, -1};
+    inputs_.push_back(std::move(input));
+  }
 }
 
 std::shared_ptr<const TorchScriptBackend::Runner> TorchScriptBackend::runner() const {
