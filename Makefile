@@ -58,7 +58,7 @@ test-compat:
 NEWEST_TESTS := tests/test_export.py tests/test_export_strict.py tests/test_errors.py \
   tests/test_cli.py tests/test_module.py tests/test_aoti.py tests/test_onnx.py \
   tests/test_script_objects.py tests/test_custom_ops.py tests/test_interrupt.py \
-  tests/test_classify.py tests/test_cpp_api.py
+  tests/test_classify.py tests/test_cpp_api.py tests/test_server.py
 test-newest:
 	bash scripts/test-newest.sh $(NEWEST_TESTS)
 
@@ -66,7 +66,7 @@ test-newest:
 # + UndefinedBehaviorSanitizer (build/sanitize, one build for both targets below).
 SANITIZE_DIR := build/sanitize
 FUZZ_SECONDS ?= 180
-FUZZ_HARNESSES := image tensor_file metadata labels model package
+FUZZ_HARNESSES := image tensor_file metadata labels model package infer_request
 
 $(STAMPS)/sanitize-system: scripts/install-system-deps.sh | $(STAMPS)/venv
 	bash scripts/install-system-deps.sh --sanitize

@@ -9,7 +9,7 @@ build=$1
 seconds=$2
 shift 2
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(image tensor_file metadata labels model package)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(image tensor_file metadata labels model package infer_request)
 root=build/fuzz
 mkdir -p "$root/findings" "$root/logs"
 source "$(dirname "$0")/sanitizer-env.sh"

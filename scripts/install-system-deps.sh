@@ -11,6 +11,8 @@ packages=(
   libgtest-dev          # C++ unit tests of the core
   libjpeg62-turbo-dev   # JPEG decoding
   libpng-dev            # PNG decoding
+  libcpp-httplib-dev    # ts-infer serve: HTTP/1.1 server (cpp-httplib)
+  pkg-config            # finds cpp-httplib
   ccache                # faster rebuilds
 )
 if [ "${1:-}" = "--sanitize" ]; then

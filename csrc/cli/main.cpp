@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/output.h"
+#include "cli/serve.h"
 #include "core/classify.h"
 #include "core/errors.h"
 #include "core/metadata.h"
@@ -386,12 +387,19 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `ts-infer serve ...` is a command of its own, with its own flags.
+  if (argc > 1 && std::string(argv[1]) == "serve") {
+    return tsnative::cli::serve_main(argc - 1, argv + 1);
+  }
   CLI::App app{
       "Run a TorchScript model or AOTInductor package natively: print the top-k classes of its "
       "output (or the output itself, where it is not class scores), or classify images.",
       "ts-infer"};
   app.set_version_flag("--version", std::string("ts-infer ") + TSNATIVE_VERSION + " (LibTorch " +
                                         tsnative::torch_version() + ")");
+  app.footer(
+      "Serving: ts-infer serve PATH serves models over KServe's Open Inference Protocol v2 "
+      "(see ts-infer serve --help).");
   Options options;
   add_flags(app, options);
   try {

@@ -39,6 +39,7 @@ from .export import ExportError, ExportWarning, export
 from .formats import NAMES as FORMATS
 from .images import Classification, Prediction, classify, decode_image, load_image
 from .module import OPTIMIZE_LEVELS, Module, clear_cache, infer, load, load_library
+from .serve import Server, ServerError, serve
 
 #: Where CMake finds the C++ API (find_package(tsnative CONFIG) -> tsnative::core), to pass in
 #: CMAKE_PREFIX_PATH beside torch.utils.cmake_prefix_path.
@@ -58,6 +59,8 @@ __all__ = [
     "Module",
     "Prediction",
     "ScriptObject",
+    "Server",
+    "ServerError",
     "__version__",
     "classify",
     "clear_cache",
@@ -72,6 +75,7 @@ __all__ = [
     "load",
     "load_image",
     "load_library",
+    "serve",
     "set_num_interop_threads",
     "set_num_threads",
 ]

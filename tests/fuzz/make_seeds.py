@@ -12,6 +12,7 @@ seeds: nothing is downloaded.
 from __future__ import annotations
 
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -133,6 +134,46 @@ def tensors() -> dict[str, bytes]:
     return files
 
 
+def requests() -> dict[str, bytes]:
+    """Infer request bodies (choice byte 0: all JSON) and one with binary tensor data (byte 1,
+    then the JSON's length)."""
+    inputs = [
+        {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1.5, 2], [3, 4]]},
+        {"name": "ids", "datatype": "INT64", "shape": [3], "data": [1, -2, 3]},
+        {"name": "flags", "datatype": "BOOL", "shape": [2], "data": [True, False]},
+        {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]},
+    ]
+    request = {"id": "7", "inputs": inputs, "outputs": [{"name": "y"}]}
+    binary_header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP16",
+                    "shape": [2],
+                    "parameters": {"binary_data_size": 4},
+                },
+                {
+                    "name": "s",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 7},
+                },
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    binary_data = torch.tensor([1.0, -2.0], dtype=torch.float16).numpy().tobytes()
+    binary_data += (3).to_bytes(4, "little") + b"abc"
+    return {
+        "json.json": b"\x00" + json.dumps(request).encode(),
+        "binary.bin": b"\x01"
+        + len(binary_header).to_bytes(2, "little")
+        + binary_header
+        + binary_data,
+    }
+
+
 def write(directory: Path, files: dict[str, bytes], prefixes: tuple[bytes, ...] = (b"",)) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
@@ -153,6 +194,7 @@ def main() -> None:
     write(out / "package", package_files)
     write(out / "tensor_file", tensors())
     write(out / "metadata", {"exported.json": metadata, "minimal.json": b"{}"})
+    write(out / "infer_request", requests())
     write(out / "labels", {"three.txt": b"a\nb\nc\n", "crlf.txt": b"cat\r\ndog\r\n"})
     (out / "exported.pt").unlink()
 

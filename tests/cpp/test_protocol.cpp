@@ -1,0 +1,145 @@
+// The server's protocol layer against hand-written requests: JSON and binary tensors of each
+// datatype, the errors that name the field, responses encoded as clients decode them, and
+// which requests the batcher may stack.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "server/batcher.h"
+#include "server/protocol.h"
+
+namespace {
+
+using tsnative::server::DataType;
+using tsnative::server::encode_infer_response;
+using tsnative::server::parse_infer_request;
+using tsnative::server::ProtocolError;
+
+std::string error_of(const std::string& body, std::optional<size_t> json_length = std::nullopt) {
+  try {
+    parse_infer_request(body, json_length);
+  } catch (const ProtocolError& e) {
+    EXPECT_EQ(e.status(), 400);
+    return e.what();
+  }
+  ADD_FAILURE() << "parsed: " << body;
+  return "";
+}
+
+TEST(Protocol, JsonTensorsFlatOrNested) {
+  const auto request = parse_infer_request(
+      R"({"id": "a", "inputs": [
+           {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2.5], [3, 4]]},
+           {"name": "n", "datatype": "INT8", "shape": [3], "data": [-128, 0, 127]},
+           {"name": "b", "datatype": "BOOL", "shape": [2], "data": [true, false]},
+           {"name": "h", "datatype": "FP16", "shape": [1], "data": [0.5]},
+           {"name": "s", "datatype": "BYTES", "shape": [2], "data": ["ab", ""]}],
+         "outputs": [{"name": "y", "parameters": {"classification": 2, "binary_data": true}}]})",
+      std::nullopt);
+  EXPECT_EQ(request.id, "a");
+  ASSERT_EQ(request.inputs.size(), 5u);
+  EXPECT_TRUE(
+      at::equal(request.inputs[0].tensor, at::tensor({1.0f, 2.5f, 3.0f, 4.0f}).reshape({2, 2})));
+  EXPECT_TRUE(at::equal(request.inputs[1].tensor, at::tensor({-128, 0, 127}, at::kChar)));
+  EXPECT_EQ(request.inputs[2].tensor.scalar_type(), at::kBool);
+  EXPECT_TRUE(request.inputs[2].tensor[0].item<bool>());
+  EXPECT_EQ(request.inputs[3].tensor.scalar_type(), at::kHalf);
+  EXPECT_EQ(request.inputs[3].tensor[0].item<float>(), 0.5f);
+  EXPECT_EQ(request.inputs[4].bytes, (std::vector<std::string>{"ab", ""}));
+  ASSERT_EQ(request.outputs.size(), 1u);
+  EXPECT_EQ(request.outputs[0].classification, 2);
+  EXPECT_EQ(request.outputs[0].binary_data, true);
+}
+
+TEST(Protocol, BinaryTensorData) {
+  const std::string header =
+      R"({"inputs": [{"name": "x", "datatype": "INT32", "shape": [2], "parameters": {"binary_data_size": 8}},
+                      {"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 7}}]})";
+  const int32_t values[2] = {7, -9};
+  std::string body = header + std::string(reinterpret_cast<const char*>(values), 8);
+  body += std::string("\x03\x00\x00\x00", 4) + "xyz";
+  const auto request = parse_infer_request(body, header.size());
+  EXPECT_TRUE(at::equal(request.inputs[0].tensor, at::tensor({7, -9}, at::kInt)));
+  EXPECT_EQ(request.inputs[1].bytes, std::vector<std::string>{"xyz"});
+}
+
+TEST(Protocol, ErrorsNameTheField) {
+  EXPECT_NE(error_of("{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of(R"({"inputs": []})").find("no 'inputs'"), std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]})")
+          .find("unknown datatype 'FP33'"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2]}]})")
+          .find("input 'x': 'data' has 2 elements, its shape 3"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]}]})")
+          .find("256 is not a UINT8 value"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": []}]})")
+          .find("sizes >= 0"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of(
+          R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000000, 1000000, 1000000]}]})")
+          .find("more than"),
+      std::string::npos);
+  const std::string header =
+      R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]})";
+  EXPECT_NE(error_of(header + "1234", header.size()).find("4 bytes of binary data are left"),
+            std::string::npos);
+  EXPECT_NE(error_of(header + "123456789", header.size()).find("1 bytes of binary data follow"),
+            std::string::npos);
+  EXPECT_NE(error_of(header, header.size() + 1).find("Inference-Header-Content-Length"),
+            std::string::npos);
+}
+
+TEST(Protocol, ResponsesJsonAndBinary) {
+  tsnative::server::ProtocolTensor scores{"y", DataType::kFp32, {2}, at::tensor({0.5f, -1.0f}), {}};
+  tsnative::server::ProtocolTensor labels{"l", DataType::kBytes, {1}, {}, {"0.5:0:cat"}};
+  const auto as_json = encode_infer_response("m", "1", "", {scores, labels}, {false, false});
+  EXPECT_FALSE(as_json.json_length);
+  EXPECT_NE(as_json.body.find(R"("data":[0.5,-1.0])"), std::string::npos);
+  EXPECT_NE(as_json.body.find(R"("data":["0.5:0:cat"])"), std::string::npos);
+  const auto as_binary = encode_infer_response("m", "1", "7", {scores, labels}, {true, true});
+  ASSERT_TRUE(as_binary.json_length);
+  const auto binary = as_binary.body.substr(*as_binary.json_length);
+  ASSERT_EQ(binary.size(), 8u + 4u + 9u);
+  float values[2];
+  std::memcpy(values, binary.data(), 8);
+  EXPECT_EQ(values[0], 0.5f);
+  EXPECT_EQ(values[1], -1.0f);
+  EXPECT_EQ(binary.substr(8, 4), std::string("\x09\x00\x00\x00", 4));
+  EXPECT_EQ(binary.substr(12), "0.5:0:cat");
+  EXPECT_NE(as_binary.body.find(R"("binary_data_size":8)"), std::string::npos);
+}
+
+TEST(Protocol, EveryDatatypeMapsBothWays) {
+  for (const char* name : {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                           "INT64", "FP16", "FP32", "FP64", "BF16"}) {
+    const auto datatype = tsnative::server::parse_datatype(name);
+    ASSERT_TRUE(datatype) << name;
+    EXPECT_STREQ(tsnative::server::datatype_name(*datatype), name);
+    EXPECT_EQ(tsnative::server::datatype_of(*tsnative::server::scalar_type(*datatype)), datatype);
+  }
+  EXPECT_FALSE(tsnative::server::scalar_type(DataType::kBytes));
+  EXPECT_FALSE(tsnative::server::datatype_of(at::kComplexFloat));
+}
+
+TEST(Batcher, StacksOnlyWhatDiffersInRows) {
+  using tsnative::server::stackable;
+  const auto a = at::zeros({2, 3});
+  EXPECT_TRUE(stackable({a}, {at::zeros({5, 3})}));
+  EXPECT_FALSE(stackable({a}, {at::zeros({2, 4})}));
+  EXPECT_FALSE(stackable({a}, {at::zeros({2, 3}, at::kDouble)}));
+  EXPECT_FALSE(stackable({a}, {a, a}));
+  EXPECT_FALSE(stackable({at::zeros({})}, {at::zeros({})}));
+}
+
+}  // namespace

@@ -1,0 +1,367 @@
+"""ts-infer serve as a user drives it: one server (started once for this module) over a
+Triton-style repository of .pt and .pt2 models, called with Triton's own client
+(tritonclient.http) and, for what no client would send, with raw HTTP. Every answer is checked
+against the eager model."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import tsnative
+from conftest import TINY_LABELS, TINY_PREPROCESS, Classifier
+from helpers import pillow_preprocess
+from torch import nn
+
+httpclient = pytest.importorskip("tritonclient.http")
+InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+class Features(nn.Module):
+    """A small MLP: 6 features in, 4 scores out, any batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Pair(nn.Module):
+    """Two inputs, two outputs: their sum and each row's dot product."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a + b, (a * b).sum(1)
+
+
+class Lookup(nn.Module):
+    """int64 token ids in: an embedding's mean per row (an input that is not float)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(50, 8)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(ids).mean(1)
+
+
+class Served:
+    def __init__(self, server: tsnative.Server, eager: dict[str, nn.Module]) -> None:
+        self.server = server
+        self.eager = eager
+        self.address = server.url.removeprefix("http://")
+        self.client = httpclient.InferenceServerClient(self.address, concurrency=16)
+
+    def expected(self, name: str, *inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.eager[name](*inputs)
+
+    def raw(self, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+        connection = http.client.HTTPConnection(self.address, timeout=30)
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, data
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_classifier: Classifier,
+    classifier_as: Callable[[str], Path],
+) -> Iterator[Served]:
+    torch.manual_seed(0)
+    repository = tmp_path_factory.mktemp("repository")
+    eager: dict[str, nn.Module] = {
+        "features": Features().eval(),
+        "pair": Pair().eval(),
+        "lookup": Lookup().eval(),
+    }
+    examples = {
+        "features": torch.rand(1, 6),
+        "pair": (torch.rand(1, 3), torch.rand(1, 3)),
+        "lookup": torch.randint(0, 50, (1, 5)),
+    }
+    for name, model in eager.items():
+        (repository / name / "1").mkdir(parents=True)
+        tsnative.export(model, examples[name], repository / name / "1" / "model.pt")
+    # Requests that arrive within 20 ms of each other share a forward call.
+    (repository / "features" / "config.json").write_text(
+        json.dumps({"max_batch_size": 16, "max_queue_delay_us": 20000})
+    )
+    # The classifier twice: version 1 TorchScript, version 2 an AOTInductor package.
+    for version, format_name, file in ((1, "torchscript", "model.pt"), (2, "aoti", "model.pt2")):
+        (repository / "classifier" / str(version)).mkdir(parents=True)
+        (repository / "classifier" / str(version) / file).write_bytes(
+            classifier_as(format_name).read_bytes()
+        )
+    eager["classifier"] = tiny_classifier.eager
+    server = tsnative.serve(repository, http_port=0, background=True, log_level="info")
+    assert isinstance(server, tsnative.Server)
+    with server:
+        server.wait_ready()
+        yield Served(server, eager)
+        status = server.stop()
+    assert status == 0, server.log[-5:]
+    assert any("stopping on SIGTERM" in line for line in server.log)
+
+
+def test_health_and_server_metadata(served: Served) -> None:
+    assert served.client.is_server_live()
+    assert served.client.is_server_ready()
+    metadata = served.client.get_server_metadata()
+    assert metadata["name"] == "tsnative"
+    assert metadata["version"] == tsnative.__version__
+    assert {"binary_tensor_data", "classification"} <= set(metadata["extensions"])
+
+
+def test_model_metadata_comes_from_the_files(served: Served) -> None:
+    features = served.client.get_model_metadata("features")
+    assert features["platform"] == "torchscript"
+    assert features["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 6]}]
+    assert features["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 4]}]
+    lookup = served.client.get_model_metadata("lookup")
+    assert lookup["inputs"] == [{"name": "ids", "datatype": "INT64", "shape": [-1, 5]}]
+    classifier = served.client.get_model_metadata("classifier")
+    assert classifier["versions"] == ["1", "2"]
+    assert classifier["platform"] == "aoti"  # the newest version, unless one is named
+    old = served.client.get_model_metadata("classifier", model_version="1")
+    assert old["platform"] == "torchscript"
+    for description in (classifier, old):
+        assert description["inputs"][0]["datatype"] == "FP32"
+        assert description["inputs"][0]["shape"] == [-1, 3, 40, 40]
+        assert description["outputs"][0]["shape"] == [-1, 5]
+    assert served.client.is_model_ready("classifier", "2")
+    assert not served.client.is_model_ready("nonexistent")
+
+
+def _infer(served: Served, name: str, arrays: dict[str, np.ndarray], binary: bool, **kwargs):
+    inputs = []
+    for input_name, array in arrays.items():
+        datatype = {np.float32: "FP32", np.int64: "INT64"}[array.dtype.type]
+        tensor = httpclient.InferInput(input_name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        inputs.append(tensor)
+    return served.client.infer(name, inputs, **kwargs)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_matches_eager(served: Served, binary: bool) -> None:
+    x = torch.rand(3, 6)
+    outputs = [httpclient.InferRequestedOutput("output", binary_data=binary)]
+    result = _infer(served, "features", {"x": x.numpy()}, binary, outputs=outputs)
+    np.testing.assert_allclose(
+        result.as_numpy("output"), served.expected("features", x), **TOLERANCE
+    )
+    ids = torch.randint(0, 50, (2, 5))
+    result = _infer(served, "lookup", {"ids": ids.numpy()}, binary)
+    np.testing.assert_allclose(
+        result.as_numpy("output"), served.expected("lookup", ids), **TOLERANCE
+    )
+
+
+def test_two_inputs_two_outputs(served: Served) -> None:
+    a, b = torch.rand(2, 3), torch.rand(2, 3)
+    result = _infer(served, "pair", {"a": a.numpy(), "b": b.numpy()}, binary=True)
+    total, dot = served.expected("pair", a, b)
+    np.testing.assert_allclose(result.as_numpy("output_0"), total, **TOLERANCE)
+    np.testing.assert_allclose(result.as_numpy("output_1"), dot, **TOLERANCE)
+
+
+@pytest.mark.parametrize("version", ["1", "2"], ids=["pt", "pt2"])
+def test_package_and_archive_agree_with_eager(served: Served, version: str) -> None:
+    x = torch.rand(2, 3, 40, 40)
+    name = served.client.get_model_metadata("classifier", version)["inputs"][0]["name"]
+    result = _infer(served, "classifier", {name: x.numpy()}, True, model_version=version)
+    np.testing.assert_allclose(
+        result.as_numpy("output"), served.expected("classifier", x), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_dynamic_batching_equals_unbatched(served: Served) -> None:
+    """16 requests at once of 1 to 3 rows: fewer forward calls than requests, and every
+    answer equal to the eager model's on that request alone."""
+    rows = [1 + i % 3 for i in range(16)]
+    inputs = [torch.rand(n, 6) for n in rows]
+    before = _metrics(served)
+    # The client's own concurrency (its connection pool, 16 here): requests in flight at once.
+    pending = []
+    for x in inputs:
+        tensor = httpclient.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x.numpy(), binary_data=True)
+        pending.append(served.client.async_infer("features", [tensor]))
+    results = [request.get_result(timeout=60).as_numpy("output") for request in pending]
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_allclose(result, served.expected("features", x), **TOLERANCE)
+    after = _metrics(served)
+    key = 'model="features",version="1"'
+    requests = after[f"nv_inference_request_success{{{key}}}"] - before.get(
+        f"nv_inference_request_success{{{key}}}", 0
+    )
+    executions = after[f"nv_inference_exec_count{{{key}}}"] - before.get(
+        f"nv_inference_exec_count{{{key}}}", 0
+    )
+    inferences = after[f"nv_inference_count{{{key}}}"] - before.get(
+        f"nv_inference_count{{{key}}}", 0
+    )
+    assert requests == 16
+    assert inferences == sum(rows)
+    assert executions < requests, f"{executions} forward calls for {requests} requests"
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_classification_of_encoded_images(served: Served, photo_dir: Path, binary: bool) -> None:
+    """JPEG and PNG files as BYTES, decoded and preprocessed by the server: the top class and
+    its score equal the eager model's on Pillow's preprocessing."""
+    photos = sorted(photo_dir.iterdir())
+    files = np.array([path.read_bytes() for path in photos], dtype=np.object_)
+    name = served.client.get_model_metadata("classifier")["inputs"][0]["name"]
+    image_input = httpclient.InferInput(name, [len(photos)], "BYTES")
+    image_input.set_data_from_numpy(files, binary_data=True)
+    output = httpclient.InferRequestedOutput("output", binary_data=binary, class_count=2)
+    result = served.client.infer("classifier", [image_input], outputs=[output])
+    answers = result.as_numpy("output")
+    assert answers.shape == (len(photos), 2)
+    batch = torch.stack([pillow_preprocess(path, **TINY_PREPROCESS) for path in photos])
+    logits = served.expected("classifier", batch)
+    for row, answer in enumerate(answers):
+        text = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
+        value, index, label = text.split(":", 2)
+        expected = int(logits[row].argmax())
+        assert int(index) == expected
+        assert label == TINY_LABELS[expected]
+        assert float(value) == pytest.approx(float(logits[row, expected]), abs=1e-3)
+
+
+def _metrics(served: Served) -> dict[str, float]:
+    status, body = served.raw("GET", "/metrics")
+    assert status == 200
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_use_tritons_names(served: Served) -> None:
+    _infer(served, "lookup", {"ids": torch.randint(0, 50, (1, 5)).numpy()}, binary=False)
+    metrics = _metrics(served)
+    key = '{model="lookup",version="1"}'
+    for name in (
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_request_failure",
+    ):
+        assert name + key in metrics
+    assert metrics["nv_inference_request_success" + key] >= 1
+
+
+def test_client_errors_name_the_field(served: Served) -> None:
+    with pytest.raises(InferenceServerException, match="unknown model 'nope'"):
+        _infer(served, "nope", {"x": np.zeros((1, 6), np.float32)}, binary=False)
+    with pytest.raises(InferenceServerException, match="has no version '7'"):
+        _infer(served, "features", {"x": np.zeros((1, 6), np.float32)}, False, model_version="7")
+    with pytest.raises(InferenceServerException, match=r"input 'x' has shape \[1, 5\]"):
+        _infer(served, "features", {"x": np.zeros((1, 5), np.float32)}, binary=True)
+    with pytest.raises(InferenceServerException, match="input 'ids' must be INT64, got FP32"):
+        _infer(served, "lookup", {"ids": np.zeros((1, 5), np.float32)}, binary=False)
+    with pytest.raises(InferenceServerException, match="unknown input 'y'"):
+        _infer(served, "features", {"y": np.zeros((1, 6), np.float32)}, binary=False)
+    with pytest.raises(InferenceServerException, match="unknown output 'scores'"):
+        outputs = [httpclient.InferRequestedOutput("scores")]
+        _infer(served, "features", {"x": np.zeros((1, 6), np.float32)}, False, outputs=outputs)
+
+
+_BINARY_HEADER = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "x",
+                "datatype": "FP32",
+                "shape": [1, 6],
+                "parameters": {"binary_data_size": 24},
+            }
+        ]
+    }
+).encode()
+RAW_ERRORS = [
+    (b"{not json", {}, 400, "not valid JSON"),
+    (
+        b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 6], "data": [1, 2]}]}',
+        {},
+        400,
+        "'data' has 2 elements",
+    ),
+    (
+        b'{"inputs": [{"name": "x", "shape": [1, 6], "data": [1, 2, 3, 4, 5, 6]}]}',
+        {},
+        400,
+        "'datatype' is missing",
+    ),
+    (
+        _BINARY_HEADER + b"\x00" * 10,
+        {"Inference-Header-Content-Length": str(len(_BINARY_HEADER))},
+        400,
+        "24 but 10 bytes of binary data are left",
+    ),
+    (b"{}", {"Inference-Header-Content-Length": "abc"}, 400, "must be a byte count"),
+]
+
+
+@pytest.mark.parametrize("body,headers,status,message", RAW_ERRORS)
+def test_malformed_requests_get_the_protocols_error(
+    served: Served, body: bytes, headers: dict, status: int, message: str
+) -> None:
+    got_status, data = served.raw("POST", "/v2/models/features/infer", body, headers)
+    assert got_status == status
+    assert message in json.loads(data)["error"]
+
+
+def test_unknown_endpoints_and_oversized_bodies(served: Served) -> None:
+    status, data = served.raw("GET", "/v2/nothing/here")
+    assert status == 404 and "no such endpoint" in json.loads(data)["error"]
+    # Model names are looked up among the served ones, never used as paths.
+    status, data = served.raw("GET", "/v2/models/..%2F..%2Fetc/ready")
+    assert status == 404 and "no such endpoint" in json.loads(data)["error"]
+    status, data = served.raw("GET", "/v2/models/..passwd/ready")
+    assert status == 404 and "unknown model '..passwd'" in json.loads(data)["error"]
+    status, data = served.raw("POST", "/v2/models/features/infer", b"x" * (65 << 20))
+    assert status == 413
+    assert served.client.is_server_ready()  # and it still serves
+
+
+def test_one_log_line_per_request(served: Served) -> None:
+    served.raw("GET", "/v2/health/live")
+    assert any(re.search(r"GET /v2/health/live 200", line) for line in served.server.log)
+
+
+def test_bad_paths_exit_with_one_line(tmp_path: Path, ts_infer: Path) -> None:
+    import subprocess
+
+    missing = subprocess.run([ts_infer, "serve", tmp_path / "none"], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"ts-infer serve: cannot serve '{tmp_path / 'none'}': no such file"
+    ]
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"\x08\x07")
+    refused = subprocess.run([ts_infer, "serve", onnx], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "is an ONNX model, not served" in refused.stderr
+    with pytest.raises(tsnative.ServerError, match="no model"):
+        tsnative.serve(tmp_path, http_port=0, background=True)
