@@ -29,6 +29,7 @@ METADATA_KEYS = {
     "export_method",
     "labels",
     "input_shape",
+    "input_dtype",
     "preprocess",
 }
 IMAGENET_PREPROCESS = {
@@ -318,6 +319,7 @@ def test_archive_metadata_format(tmp_path: Path) -> None:
     assert metadata["tsnative_version"] == tsnative.__version__
     assert metadata["export_method"] == "trace"
     assert metadata["input_shape"] == [2, 3, 16, 16]
+    assert metadata["input_dtype"] == "float32"
     assert metadata["labels"] == labels
     assert metadata["preprocess"] == {**IMAGENET_PREPROCESS, "resize": 20, "crop": 16}
 
@@ -329,6 +331,7 @@ def test_without_labels_or_preprocess(tmp_path: Path) -> None:
     assert metadata["labels"] == []
     assert metadata["preprocess"] is None
     assert metadata["input_shape"] == [4]
+    assert metadata["input_dtype"] == "float32"
     loaded = tsnative.load(path)
     assert loaded.labels == []
     assert loaded.preprocess is None

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -137,7 +138,12 @@ void fill(const std::vector<const json*>& elements, at::Tensor& tensor, const st
       if (!value.is_number()) {
         throw ProtocolError(where + ": " + value.dump() + " is not a " + datatype + " value");
       }
-      out[i] = value.get<T>();
+      const auto number = value.get<double>();
+      // A double beyond float's range has no float value (the conversion is undefined).
+      if (std::is_same_v<T, float> && std::abs(number) > std::numeric_limits<float>::max()) {
+        throw ProtocolError(where + ": " + value.dump() + " is out of " + datatype + "'s range");
+      }
+      out[i] = static_cast<T>(number);
     } else {
       out[i] = integer_element<T>(value, where, datatype);
     }
@@ -271,6 +277,14 @@ ProtocolTensor parse_input(const json& input, std::string_view& binary,
     if (size != expected) {
       throw ProtocolError(where + ": binary_data_size is " + std::to_string(size) +
                           " bytes, its shape and datatype take " + std::to_string(expected));
+    }
+    if (tensor.datatype == DataType::kBool) {
+      // A bool holds 0 or 1: any other byte would be a value C++ has no meaning for.
+      for (const char byte : bytes) {
+        if (byte != 0 && byte != 1) {
+          throw ProtocolError(where + ": binary BOOL data holds a byte that is neither 0 nor 1");
+        }
+      }
     }
     tensor.tensor = at::empty(tensor.shape, dtype);
     if (size > 0) std::memcpy(tensor.tensor.data_ptr(), bytes.data(), bytes.size());

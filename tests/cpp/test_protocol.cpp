@@ -96,6 +96,10 @@ TEST(Protocol, ErrorsNameTheField) {
             std::string::npos);
   EXPECT_NE(error_of(header + "123456789", header.size()).find("1 bytes of binary data follow"),
             std::string::npos);
+  const std::string bools =
+      R"({"inputs": [{"name": "b", "datatype": "BOOL", "shape": [2], "parameters": {"binary_data_size": 2}}]})";
+  EXPECT_NE(error_of(bools + std::string("\x01\x02", 2), bools.size()).find("neither 0 nor 1"),
+            std::string::npos);
   EXPECT_NE(error_of(header, header.size() + 1).find("Inference-Header-Content-Length"),
             std::string::npos);
 }
