@@ -54,6 +54,13 @@ class Lookup(nn.Module):
         return self.embedding(ids).mean(1)
 
 
+class Shifted(nn.Module):
+    """One required argument and one with a default: served as a one-input model."""
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        return x * 2 if shift is None else x * 2 + shift
+
+
 class Served:
     def __init__(self, server: tsnative.Server, eager: dict[str, nn.Module]) -> None:
         self.server = server
@@ -86,15 +93,18 @@ def served(
         "features": Features().eval(),
         "pair": Pair().eval(),
         "lookup": Lookup().eval(),
+        "shifted": Shifted().eval(),
     }
     examples = {
         "features": torch.rand(1, 6),
         "pair": (torch.rand(1, 3), torch.rand(1, 3)),
         "lookup": torch.randint(0, 50, (1, 5)),
+        "shifted": torch.rand(1, 2),
     }
     for name, model in eager.items():
         (repository / name / "1").mkdir(parents=True)
-        tsnative.export(model, examples[name], repository / name / "1" / "model.pt")
+        method = "script" if name == "shifted" else "auto"
+        tsnative.export(model, examples[name], repository / name / "1" / "model.pt", method=method)
     # Requests that arrive within 20 ms of each other share a forward call.
     (repository / "features" / "config.json").write_text(
         json.dumps({"max_batch_size": 16, "max_queue_delay_us": 20000})
@@ -167,6 +177,16 @@ def test_infer_matches_eager(served: Served, binary: bool) -> None:
     result = _infer(served, "lookup", {"ids": ids.numpy()}, binary)
     np.testing.assert_allclose(
         result.as_numpy("output"), served.expected("lookup", ids), **TOLERANCE
+    )
+
+
+def test_arguments_with_defaults_are_left_to_them(served: Served) -> None:
+    metadata = served.client.get_model_metadata("shifted")
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}]
+    x = torch.rand(3, 2)
+    result = _infer(served, "shifted", {"x": x.numpy()}, binary=False)
+    np.testing.assert_allclose(
+        result.as_numpy("output"), served.expected("shifted", x), **TOLERANCE
     )
 
 

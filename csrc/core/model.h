@@ -81,8 +81,8 @@ class Model {
 
   // What forward's tensor arguments take (name, dtype, static and dynamic sizes), where the file
   // records it: an AOTInductor package tsnative.export wrote, or a TorchScript archive it wrote
-  // of a one-tensor forward (its example's dtype and shape, the first dimension free). Empty
-  // otherwise.
+  // of a forward with one argument without a default (its example's dtype and shape, the first
+  // dimension free). Empty otherwise.
   const std::vector<TensorSpec>& inputs() const;
 
   // Which variant runs (see backends/torchscript/variants.h), the timings that chose it, and any

@@ -150,7 +150,7 @@ void ServedModel::describe_inputs() {
     // A file that does not describe its arguments (a TorchScript archive tsnative did not
     // export, or of several arguments): each of any datatype and shape, checked by the model.
     for (const auto& argument : model_->signature("forward").arguments()) {
-      inputs_.push_back({argument.name(), DataType::kFp32, {-1}});
+      if (!argument.default_value()) inputs_.push_back({argument.name(), DataType::kFp32, {-1}});
     }
   }
   takes_images_ = inputs_.size() == 1 && model_->metadata().preprocess.has_value() &&

@@ -281,11 +281,16 @@ TorchScriptBackend::TorchScriptBackend(std::string source, c10::Device device, M
             arguments.begin() + std::min<size_t>(1, arguments.size()), arguments.end())));
   }
   // What tsnative.export recorded of a one-tensor forward's example: its dtype and shape, the
-  // first dimension (the batch) free, as a traced or scripted module takes any batch.
+  // first dimension (the batch) free, as a traced or scripted module takes any batch. Arguments
+  // with defaults (a mask=None) are left to them.
   const auto forward = signatures_.find("forward");
-  if (forward != signatures_.end() && forward->second.arguments().size() == 1 &&
+  const auto& forward_arguments =
+      forward == signatures_.end() ? std::vector<c10::Argument>{} : forward->second.arguments();
+  const auto required = std::count_if(forward_arguments.begin(), forward_arguments.end(),
+                                      [](const c10::Argument& a) { return !a.default_value(); });
+  if (!forward_arguments.empty() && required == 1 && !forward_arguments[0].default_value() &&
       !metadata_.input_shape.empty() && !metadata_.input_dtype.empty()) {
-    TensorSpec input{forward->second.arguments()[0].name(), dtype_named(metadata_.input_dtype), {}};
+    TensorSpec input{forward_arguments[0].name(), dtype_named(metadata_.input_dtype), {}};
     for (const auto size : metadata_.input_shape) input.shape.push_back({size, "", 0, -1});
     input.shape[0] = {-1, "batch", 1, -1};
     inputs_.push_back(std::move(input));
