@@ -11,7 +11,7 @@ SOURCES := $(shell find csrc python tests/cpp cmake -type f ! -name '*.pyc') CMa
 CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
 .PHONY: setup demo test test-stubs test-compat test-newest test-sanitize fuzz sanitize-build test-cpp test-python lint \
-  format bench clean
+  format bench bench-serving clean
 
 setup: $(STAMPS)/installed
 
@@ -107,6 +107,10 @@ $(STAMPS)/bench-deps: requirements-bench.txt | $(STAMPS)/venv
 
 bench: setup $(STAMPS)/bench-deps
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# ts-infer serve driven by tritonclient at concurrency 1..64 against in-process calls.
+bench-serving: setup
+	PATH="$(BIN):$$PATH" $(PY) benchmarks/serving.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) .venv-compat .venv-newest
