@@ -67,29 +67,26 @@ TEST(Protocol, BinaryTensorData) {
 }
 
 TEST(Protocol, ErrorsNameTheField) {
-  EXPECT_NE(error_of("{not json").find("not valid JSON"), std::string::npos);
-  EXPECT_NE(error_of(R"({"inputs": []})").find("no 'inputs'"), std::string::npos);
-  EXPECT_NE(
-      error_of(R"({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]})")
-          .find("unknown datatype 'FP33'"),
-      std::string::npos);
-  EXPECT_NE(
-      error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2]}]})")
-          .find("input 'x': 'data' has 2 elements, its shape 3"),
-      std::string::npos);
-  EXPECT_NE(
-      error_of(R"({"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]}]})")
-          .find("256 is not a UINT8 value"),
-      std::string::npos);
-  EXPECT_NE(
-      error_of(R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": []}]})")
-          .find("sizes >= 0"),
-      std::string::npos);
-  EXPECT_NE(
-      error_of(
-          R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000000, 1000000, 1000000]}]})")
-          .find("more than"),
-      std::string::npos);
+  // Each JSON body and what its error must say.
+  const std::pair<std::string, std::string> cases[] = {
+      {"{not json", "not valid JSON"},
+      {R"({"inputs": []})", "no 'inputs'"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP33", "shape": [1], "data": [1]}]})",
+       "unknown datatype 'FP33'"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2]}]})",
+       "input 'x': 'data' has 2 elements, its shape 3"},
+      {R"({"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1], "data": [256]}]})",
+       "256 is not a UINT8 value"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1e300]}]})",
+       "out of FP32's range"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": []}]})",
+       "sizes >= 0"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000000, 1000000, 1000000]}]})",
+       "more than"},
+  };
+  for (const auto& [body, message] : cases) {
+    EXPECT_NE(error_of(body).find(message), std::string::npos) << body;
+  }
   const std::string header =
       R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]})";
   EXPECT_NE(error_of(header + "1234", header.size()).find("4 bytes of binary data are left"),
