@@ -370,6 +370,26 @@ def test_one_log_line_per_request(served: Served) -> None:
     assert any(re.search(r"GET /v2/health/live 200", line) for line in served.server.log)
 
 
+def test_help_names_the_flags(ts_infer: Path) -> None:
+    import subprocess
+
+    shown = subprocess.run([ts_infer, "serve", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    for flag in (
+        "--http-port",
+        "--host",
+        "--max-batch-size",
+        "--max-queue-delay-us",
+        "--preferred-batch-size",
+        "--instances",
+        "--max-request-bytes",
+        "--log-level",
+    ):
+        assert flag in shown.stdout
+    main_help = subprocess.run([ts_infer, "--help"], capture_output=True, text=True).stdout
+    assert "ts-infer serve PATH" in main_help and main_help.endswith("\n")
+
+
 def test_bad_paths_exit_with_one_line(tmp_path: Path, ts_infer: Path) -> None:
     import subprocess
 

@@ -399,7 +399,7 @@ int main(int argc, char** argv) {
                                         tsnative::torch_version() + ")");
   app.footer(
       "Serving: ts-infer serve PATH serves models over KServe's Open Inference Protocol v2 "
-      "(see ts-infer serve --help).");
+      "(see ts-infer serve --help).\n");
   Options options;
   add_flags(app, options);
   try {
