@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -121,8 +122,13 @@ def served(
     with server:
         server.wait_ready()
         yield Served(server, eager)
+        # The client's pooled connections are still open, idle: a shutdown must not wait on
+        # them for more than the server's keep-alive timeout (2 s).
+        started = time.monotonic()
         status = server.stop()
+        stopping = time.monotonic() - started
     assert status == 0, server.log[-5:]
+    assert stopping < 15, f"stopping took {stopping:.1f} s"
     assert any("stopping on SIGTERM" in line for line in server.log)
 
 

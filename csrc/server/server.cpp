@@ -26,6 +26,10 @@ namespace {
 
 using nlohmann::json;
 
+// How long an idle keep-alive connection stays open, and so the longest a shutdown waits for
+// clients that are connected but send nothing.
+constexpr time_t kKeepAliveSeconds = 2;
+
 // A model version: found at start, loaded by serve(); `ready` is set once `model` and
 // `batcher` are, and read before either is touched.
 struct Entry {
@@ -152,7 +156,9 @@ int Server::bind() {
   http.set_read_timeout(options.timeout_s, 0);
   http.set_write_timeout(options.timeout_s, 0);
   http.set_keep_alive_max_count(std::numeric_limits<int>::max());
-  http.set_keep_alive_timeout(std::max(5, options.timeout_s));
+  // httplib's workers notice a stop only between requests: an idle keep-alive connection
+  // holds its worker (and a shutdown) until this timeout, so it stays short.
+  http.set_keep_alive_timeout(kKeepAliveSeconds);
   http.set_tcp_nodelay(true);
   const int port =
       options.http_port == 0
