@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,7 +119,8 @@ def served(
             classifier_as(format_name).read_bytes()
         )
     eager["classifier"] = tiny_classifier.eager
-    server = tsnative.serve(repository, http_port=0, background=True, log_level="info")
+    # --timeout 3: a stalled client is dropped within the test's patience.
+    server = tsnative.serve(repository, http_port=0, background=True, log_level="info", timeout=3)
     assert isinstance(server, tsnative.Server)
     with server:
         server.wait_ready()
@@ -369,6 +372,59 @@ def test_unknown_endpoints_and_oversized_bodies(served: Served) -> None:
     status, data = served.raw("POST", "/v2/models/features/infer", b"x" * (65 << 20))
     assert status == 413
     assert served.client.is_server_ready()  # and it still serves
+
+
+def test_64_connections_at_once(served: Served) -> None:
+    """64 clients, each on its own keep-alive connection, 3 requests each, all at once."""
+    inputs = [torch.rand(1, 6) for _ in range(64)]
+    answers: list[list[np.ndarray]] = [[] for _ in inputs]
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(served.address, timeout=60)
+        body = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "datatype": "FP32",
+                        "shape": [1, 6],
+                        "data": inputs[index].flatten().tolist(),
+                    }
+                ]
+            }
+        )
+        for _ in range(3):
+            connection.request("POST", "/v2/models/features/infer", body=body)
+            reply = json.loads(connection.getresponse().read())
+            answers[index].append(np.array(reply["outputs"][0]["data"], np.float32))
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for x, got in zip(inputs, answers, strict=True):
+        assert len(got) == 3
+        for answer in got:
+            np.testing.assert_allclose(answer, served.expected("features", x)[0], **TOLERANCE)
+
+
+def test_a_stalled_client_is_dropped(served: Served) -> None:
+    """A body that never arrives in full: the connection is closed after --timeout (3 s),
+    and the server answers others meanwhile."""
+    host, port = served.address.rsplit(":", 1)
+    stalled = socket.create_connection((host, int(port)), timeout=30)
+    stalled.sendall(
+        b"POST /v2/models/features/infer HTTP/1.1\r\nHost: x\r\n"
+        b'Content-Length: 1000\r\n\r\n{"inputs"'
+    )
+    assert served.client.is_server_ready()
+    started = time.monotonic()
+    while stalled.recv(4096):  # whatever it answers, then the close
+        pass
+    assert time.monotonic() - started < 20
+    stalled.close()
 
 
 def test_one_log_line_per_request(served: Served) -> None:
