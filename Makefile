@@ -108,9 +108,15 @@ $(STAMPS)/bench-deps: requirements-bench.txt | $(STAMPS)/venv
 bench: setup $(STAMPS)/bench-deps
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
 
-# ts-infer serve driven by tritonclient at concurrency 1..64 against in-process calls.
-bench-serving: setup
+# ts-infer serve driven by tritonclient at concurrency 1..64 against in-process calls, and
+# MLServer (the peer, in .venv-mlserver: its dependencies would change the test venv's).
+.venv-mlserver/.installed:
+	$(PYTHON) -m venv .venv-mlserver
+	.venv-mlserver/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy mlserver
+	touch $@
+
+bench-serving: setup .venv-mlserver/.installed
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/serving.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build $(VENV) .venv-compat .venv-newest
+	rm -rf build $(VENV) .venv-compat .venv-newest .venv-mlserver
