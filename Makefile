@@ -11,7 +11,7 @@ SOURCES := $(shell find csrc python tests/cpp cmake -type f ! -name '*.pyc') CMa
 CXX_FILES := $(shell find csrc tests/cpp tests/fuzz -name '*.cpp' -o -name '*.h')
 
 .PHONY: setup demo test test-stubs test-compat test-newest test-sanitize fuzz sanitize-build test-cpp test-python lint \
-  format bench bench-serving clean
+  format bench bench-serving bench-soak clean
 
 setup: $(STAMPS)/installed
 
@@ -79,8 +79,12 @@ sanitize-build: setup $(STAMPS)/sanitize-system
 	cmake --build $(SANITIZE_DIR) -j2 --target tsnative_core_tests ts-infer \
 	  $(addprefix fuzz_,$(FUZZ_HARNESSES))
 
+# The C++ tests, then the server end to end: its tests against the sanitized ts-infer (a
+# finding, or a leak at exit, fails its clean-shutdown check).
 test-sanitize: sanitize-build
 	source scripts/sanitizer-env.sh && ctest --test-dir $(SANITIZE_DIR) --output-on-failure
+	source scripts/sanitizer-env.sh && TSNATIVE_TS_INFER=$(abspath $(SANITIZE_DIR))/ts-infer \
+	  $(PY) -m pytest -q tests/test_server.py
 
 build/fuzz/seeds/.made: tests/fuzz/make_seeds.py $(STAMPS)/installed
 	rm -rf build/fuzz/seeds
@@ -109,14 +113,20 @@ bench: setup $(STAMPS)/bench-deps
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # ts-infer serve driven by tritonclient at concurrency 1..64 against in-process calls, and
-# MLServer (the peer, in .venv-mlserver: its dependencies would change the test venv's).
-.venv-mlserver/.installed:
-	$(PYTHON) -m venv .venv-mlserver
-	.venv-mlserver/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy mlserver
+# the peers, MLServer and LitServe (in .venv-peers: their dependencies would change the test
+# venv's).
+.venv-peers/.installed:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy mlserver \
+	  litserve
 	touch $@
 
-bench-serving: setup .venv-mlserver/.installed
+bench-serving: setup .venv-peers/.installed
 	PATH="$(BIN):$$PATH" $(PY) benchmarks/serving.py $(BENCH_ARGS)
 
+# ts-infer serve's RSS over a long run of good and bad requests (BENCH_ARGS="--seconds 60").
+bench-soak: setup
+	PATH="$(BIN):$$PATH" $(PY) benchmarks/soak.py $(BENCH_ARGS)
+
 clean:
-	rm -rf build $(VENV) .venv-compat .venv-newest .venv-mlserver
+	rm -rf build $(VENV) .venv-compat .venv-newest .venv-peers

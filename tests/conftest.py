@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import tsnative
 from helpers import pillow_preprocess
 from PIL import Image
 from torch import Tensor, nn
+from tsnative.serve import ts_infer_path
 
 # examples/resnet18.py is imported by models.py as `from resnet18 import resnet18`.
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -39,11 +39,12 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> SavedModels:
 
 @pytest.fixture(scope="session")
 def ts_infer() -> Path:
-    """The installed ts-infer: in the scripts directory of the Python running the tests."""
-    binary = Path(sysconfig.get_path("scripts")) / "ts-infer"
-    if not binary.is_file():
-        pytest.fail(f"ts-infer is not installed at {binary}: run `make setup`")
-    return binary
+    """The installed ts-infer (in the scripts directory of the Python running the tests), or
+    the build that $TSNATIVE_TS_INFER names."""
+    try:
+        return ts_infer_path()
+    except FileNotFoundError as missing:
+        pytest.fail(f"{missing}: run `make setup`")
 
 
 # --- Images and a tiny classifier for the classification tests -----------------------------

@@ -207,6 +207,43 @@ def test_two_inputs_two_outputs(served: Served) -> None:
     np.testing.assert_allclose(result.as_numpy("output_1"), dot, **TOLERANCE)
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_kserves_own_rest_client(served: Served, binary: bool) -> None:
+    """KServe's Python SDK (InferenceRESTClient, v2 protocol) as a KServe user calls it."""
+    import asyncio
+
+    import httpx
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    a, b = torch.rand(4, 3), torch.rand(4, 3)
+    total, dot = served.expected("pair", a, b)
+
+    async def calls():
+        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0, timeout=30))
+        try:
+            assert await client.is_server_live(served.server.url)
+            assert await client.is_model_ready(served.server.url, "pair")
+            inputs = [InferInput("a", [4, 3], "FP32"), InferInput("b", [4, 3], "FP32")]
+            inputs[0].set_data_from_numpy(a.numpy(), binary_data=binary)
+            inputs[1].set_data_from_numpy(b.numpy(), binary_data=binary)
+            response = await client.infer(
+                served.server.url, InferRequest("pair", inputs), model_name="pair"
+            )
+            with pytest.raises(httpx.HTTPStatusError, match="404") as unknown:
+                await client.infer(
+                    served.server.url, InferRequest("nonexistent", inputs), model_name="nonexistent"
+                )
+            return response, unknown.value.response.json()
+        finally:
+            await client.close()
+
+    response, unknown = asyncio.run(calls())
+    outputs = {output.name: output.as_numpy() for output in response.outputs}
+    np.testing.assert_allclose(outputs["output_0"], total, **TOLERANCE)
+    np.testing.assert_allclose(outputs["output_1"], dot, **TOLERANCE)
+    assert "nonexistent" in unknown["error"]
+
+
 @pytest.mark.parametrize("version", ["1", "2"], ids=["pt", "pt2"])
 def test_package_and_archive_agree_with_eager(served: Served, version: str) -> None:
     x = torch.rand(2, 3, 40, 40)

@@ -26,7 +26,14 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 def ts_infer_path() -> Path:
-    """The ts-infer installed beside this Python (its scripts folder), else on PATH."""
+    """The ts-infer that $TSNATIVE_TS_INFER names where set (another build of it: make
+    test-sanitize runs the server's tests on the sanitizer build's), else the one installed
+    beside this Python (its scripts folder), else the one on PATH."""
+    named = os.environ.get("TSNATIVE_TS_INFER")
+    if named:
+        if not Path(named).is_file():
+            raise FileNotFoundError(f"TSNATIVE_TS_INFER names {named}, which is not a file")
+        return Path(named)
     beside = Path(sysconfig.get_path("scripts")) / "ts-infer"
     if beside.is_file():
         return beside
@@ -92,6 +99,11 @@ class Server:
         """Blocks until every model has loaded and warmed up (the server's "ready:" line)."""
         self._wait_for(re.compile(r"ready: "), timeout)
         return self
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (to watch its memory, say)."""
+        return self._process.pid
 
     @property
     def running(self) -> bool:
