@@ -12,6 +12,7 @@ packages=(
   libjpeg62-turbo-dev   # JPEG decoding
   libpng-dev            # PNG decoding
   libcpp-httplib-dev    # ts-infer serve: HTTP/1.1 server (cpp-httplib)
+  libsimdjson-dev       # ts-infer serve: request bodies (JSON tensors at gigabytes a second)
   pkg-config            # finds cpp-httplib
   ccache                # faster rebuilds
 )

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -10,6 +11,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch_v2.h>
+#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
@@ -50,37 +52,80 @@ std::string field(const std::string& what, const std::string& name) {
   return what + " " + tsnative::quoted(name);
 }
 
-// A member of an object that must have a given JSON type, or nullptr where it is absent.
-const json* member(const json& object, const char* key, json::value_t type, const char* type_name,
-                   const std::string& where) {
-  const auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  const bool matches =
-      type == json::value_t::number_integer ? it->is_number_integer() : it->type() == type;
-  if (!matches) {
-    throw ProtocolError(where + ": '" + key + "' must be " + type_name + ", got " +
-                        it->type_name());
+// Requests are read with simdjson (gigabytes a second: a JSON tensor of a million numbers is
+// parsed in a millisecond, where a DOM of nlohmann values took tens); responses are written
+// with nlohmann-json, their numbers with std::to_chars.
+using Element = simdjson::dom::element;
+using ElementType = simdjson::dom::element_type;
+
+const char* type_name(ElementType type) {
+  switch (type) {
+    case ElementType::ARRAY:
+      return "array";
+    case ElementType::OBJECT:
+      return "object";
+    case ElementType::INT64:
+    case ElementType::UINT64:
+    case ElementType::DOUBLE:
+      return "number";
+    case ElementType::STRING:
+      return "string";
+    case ElementType::BOOL:
+      return "boolean";
+    case ElementType::NULL_VALUE:
+      return "null";
   }
-  return &*it;
+  return "value";
 }
 
-std::vector<int64_t> parse_shape(const json& tensor, const std::string& where,
+// A value as the request wrote it, for messages (bounded: a hostile value may be huge).
+std::string shown(Element value) {
+  auto text = simdjson::minify(value);
+  if (text.size() > 64) text = text.substr(0, 61) + "...";
+  return text;
+}
+
+bool is_integer(Element value) {
+  return value.type() == ElementType::INT64 || value.type() == ElementType::UINT64;
+}
+
+// A member of an object that must have a given JSON type, or nullopt where it is absent. An
+// INT64 type stands for any whole number.
+std::optional<Element> member(Element object, const char* key, ElementType type,
+                              const char* type_name_wanted, const std::string& where) {
+  Element value;
+  if (object.at_key(key).get(value) != simdjson::SUCCESS || value.is_null()) return std::nullopt;
+  const bool matches = type == ElementType::INT64 ? is_integer(value) : value.type() == type;
+  if (!matches) {
+    throw ProtocolError(where + ": '" + key + "' must be " + type_name_wanted + ", got " +
+                        type_name(value.type()));
+  }
+  return value;
+}
+
+std::string string_of(Element value) { return std::string(value.get_string().value_unsafe()); }
+
+// By value: value_unsafe() on the temporary result would hand back a dangling reference.
+simdjson::dom::array array_of(Element value) { return value.get_array().value_unsafe(); }
+
+std::vector<int64_t> parse_shape(Element tensor, const std::string& where,
                                  const RequestLimits& limits, int64_t& elements) {
-  const auto* shape = member(tensor, "shape", json::value_t::array, "an array", where);
+  const auto shape = member(tensor, "shape", ElementType::ARRAY, "an array", where);
   if (!shape) throw ProtocolError(where + ": 'shape' is missing");
-  if (static_cast<int64_t>(shape->size()) > limits.max_dimensions) {
-    throw ProtocolError(where + ": 'shape' has " + std::to_string(shape->size()) +
+  const auto sizes_given = array_of(*shape);
+  if (static_cast<int64_t>(sizes_given.size()) > limits.max_dimensions) {
+    throw ProtocolError(where + ": 'shape' has " + std::to_string(sizes_given.size()) +
                         " dimensions, more than " + std::to_string(limits.max_dimensions));
   }
   std::vector<int64_t> sizes;
   elements = 1;
-  for (const auto& size : *shape) {
-    if (!size.is_number_integer() || size.get<int64_t>() < 0) {
-      throw ProtocolError(where + ": 'shape' must hold sizes >= 0, got " + size.dump());
+  for (const auto size : sizes_given) {
+    if (size.type() != ElementType::INT64 || size.get_int64().value_unsafe() < 0) {
+      throw ProtocolError(where + ": 'shape' must hold sizes >= 0, got " + shown(size));
     }
-    const auto value = size.get<int64_t>();
+    const auto value = size.get_int64().value_unsafe();
     if (value != 0 && elements > limits.max_elements / value) {
-      throw ProtocolError(where + ": shape " + shape->dump() + " has more than " +
+      throw ProtocolError(where + ": shape " + shown(*shape) + " has more than " +
                           std::to_string(limits.max_elements) + " elements");
     }
     elements *= value;
@@ -91,28 +136,30 @@ std::vector<int64_t> parse_shape(const json& tensor, const std::string& where,
 
 // The elements of "data", flat or nested row-major, in order. Nesting deeper than the shape
 // is malformed (and bounded, so a hostile body cannot recurse far).
-void flatten(const json& data, size_t depth, size_t max_depth, std::vector<const json*>& out,
+void flatten(Element data, size_t depth, size_t max_depth, std::vector<Element>& out,
              const std::string& where) {
-  if (!data.is_array()) {
-    out.push_back(&data);
+  if (data.type() != ElementType::ARRAY) {
+    out.push_back(data);
     return;
   }
   if (depth >= max_depth) throw ProtocolError(where + ": 'data' is nested deeper than its shape");
-  for (const auto& element : data) flatten(element, depth + 1, max_depth, out, where);
+  for (const auto element : array_of(data)) {
+    flatten(element, depth + 1, max_depth, out, where);
+  }
 }
 
 template <typename T>
-T integer_element(const json& value, const std::string& where, const char* datatype) {
+T integer_element(Element value, const std::string& where, const char* datatype) {
   const auto fail = [&] {
-    return ProtocolError(where + ": " + value.dump() + " is not a " + datatype + " value");
+    return ProtocolError(where + ": " + shown(value) + " is not a " + datatype + " value");
   };
-  if (!value.is_number_integer()) throw fail();
-  if (value.is_number_unsigned()) {
-    const auto number = value.get<uint64_t>();
+  if (value.type() == ElementType::UINT64) {
+    const auto number = value.get_uint64().value_unsafe();
     if (number > static_cast<uint64_t>(std::numeric_limits<T>::max())) throw fail();
     return static_cast<T>(number);
   }
-  const auto number = value.get<int64_t>();
+  if (value.type() != ElementType::INT64) throw fail();
+  const auto number = value.get_int64().value_unsafe();
   if constexpr (std::is_unsigned_v<T>) {
     if (number < 0 || static_cast<uint64_t>(number) > std::numeric_limits<T>::max()) throw fail();
   } else {
@@ -123,25 +170,39 @@ T integer_element(const json& value, const std::string& where, const char* datat
   return static_cast<T>(number);
 }
 
+double number_element(Element value, const std::string& where, const char* datatype) {
+  switch (value.type()) {
+    case ElementType::DOUBLE:
+      return value.get_double().value_unsafe();
+    case ElementType::INT64:
+      return static_cast<double>(value.get_int64().value_unsafe());
+    case ElementType::UINT64:
+      return static_cast<double>(value.get_uint64().value_unsafe());
+    default:
+      throw ProtocolError(where + ": " + shown(value) + " is not a " + datatype + " value");
+  }
+}
+
+// Half a float unit (2^103) past float's largest: doubles from here on round to infinity.
+constexpr double kFloatOverflow = std::numeric_limits<float>::max() + 0x1p103;
+
 template <typename T>
-void fill(const std::vector<const json*>& elements, at::Tensor& tensor, const std::string& where,
+void fill(const std::vector<Element>& elements, at::Tensor& tensor, const std::string& where,
           const char* datatype) {
   auto* out = tensor.data_ptr<T>();
   for (size_t i = 0; i < elements.size(); ++i) {
-    const auto& value = *elements[i];
+    const auto value = elements[i];
     if constexpr (std::is_same_v<T, bool>) {
-      if (!value.is_boolean()) {
-        throw ProtocolError(where + ": " + value.dump() + " is not a BOOL value");
+      if (value.type() != ElementType::BOOL) {
+        throw ProtocolError(where + ": " + shown(value) + " is not a BOOL value");
       }
-      out[i] = value.get<bool>();
+      out[i] = value.get_bool().value_unsafe();
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (!value.is_number()) {
-        throw ProtocolError(where + ": " + value.dump() + " is not a " + datatype + " value");
-      }
-      const auto number = value.get<double>();
-      // A double beyond float's range has no float value (the conversion is undefined).
-      if (std::is_same_v<T, float> && std::abs(number) > std::numeric_limits<float>::max()) {
-        throw ProtocolError(where + ": " + value.dump() + " is out of " + datatype + "'s range");
+      const auto number = number_element(value, where, datatype);
+      // A double that rounds past float's largest has no float value (the conversion is
+      // undefined); one within half a unit of it (3.4028235e38, as float32 prints) rounds to it.
+      if (std::is_same_v<T, float> && std::abs(number) >= kFloatOverflow) {
+        throw ProtocolError(where + ": " + shown(value) + " is out of " + datatype + "'s range");
       }
       out[i] = static_cast<T>(number);
     } else {
@@ -151,7 +212,7 @@ void fill(const std::vector<const json*>& elements, at::Tensor& tensor, const st
 }
 
 // The tensor of a numeric input given as JSON.
-at::Tensor tensor_from_json(const std::vector<const json*>& elements, DataType datatype,
+at::Tensor tensor_from_json(const std::vector<Element>& elements, DataType datatype,
                             const std::vector<int64_t>& shape, const std::string& where) {
   const char* name = datatype_name(datatype);
   // Half and bfloat16 values arrive as JSON numbers: parsed as float32, then rounded.
@@ -232,37 +293,40 @@ std::vector<std::string> split_bytes(std::string_view data, int64_t elements,
   return out;
 }
 
-ProtocolTensor parse_input(const json& input, std::string_view& binary,
-                           const RequestLimits& limits) {
-  if (!input.is_object()) throw ProtocolError("each of 'inputs' must be an object");
-  const auto* name = member(input, "name", json::value_t::string, "a string", "an input");
+ProtocolTensor parse_input(Element input, std::string_view& binary, const RequestLimits& limits) {
+  if (input.type() != ElementType::OBJECT) {
+    throw ProtocolError("each of 'inputs' must be an object");
+  }
+  const auto name = member(input, "name", ElementType::STRING, "a string", "an input");
   if (!name) throw ProtocolError("an input has no 'name'");
   ProtocolTensor tensor;
-  tensor.name = name->get<std::string>();
+  tensor.name = string_of(*name);
   const auto where = field("input", tensor.name);
-  const auto* datatype = member(input, "datatype", json::value_t::string, "a string", where);
+  const auto datatype = member(input, "datatype", ElementType::STRING, "a string", where);
   if (!datatype) throw ProtocolError(where + ": 'datatype' is missing");
-  const auto parsed = parse_datatype(datatype->get<std::string>());
+  const auto parsed = parse_datatype(string_of(*datatype));
   if (!parsed) {
-    throw ProtocolError(where + ": unknown datatype " +
-                        tsnative::quoted(datatype->get<std::string>()));
+    throw ProtocolError(where + ": unknown datatype " + tsnative::quoted(string_of(*datatype)));
   }
   tensor.datatype = *parsed;
   int64_t elements = 0;
   tensor.shape = parse_shape(input, where, limits, elements);
 
-  const auto* parameters = member(input, "parameters", json::value_t::object, "an object", where);
-  const json* binary_size = parameters
-                                ? member(*parameters, "binary_data_size",
-                                         json::value_t::number_integer, "a whole number", where)
-                                : nullptr;
-  const auto* data = input.contains("data") ? &input.at("data") : nullptr;
+  const auto parameters = member(input, "parameters", ElementType::OBJECT, "an object", where);
+  const auto binary_size = parameters ? member(*parameters, "binary_data_size", ElementType::INT64,
+                                               "a whole number", where)
+                                      : std::nullopt;
+  std::optional<Element> data;
+  if (Element given; input.at_key("data").get(given) == simdjson::SUCCESS) data = given;
   if (binary_size && data) {
     throw ProtocolError(where + ": has both 'data' and binary_data_size");
   }
   if (binary_size) {
-    const auto size = binary_size->get<int64_t>();
-    if (size < 0 || static_cast<uint64_t>(size) > binary.size()) {
+    // A size past int64 reads as 0 here and fails the size checks below.
+    int64_t size = 0;
+    if (binary_size->type() == ElementType::INT64) size = binary_size->get_int64().value_unsafe();
+    if (binary_size->type() == ElementType::UINT64 || size < 0 ||
+        static_cast<uint64_t>(size) > binary.size()) {
       throw ProtocolError(where + ": binary_data_size " + std::to_string(size) + " but " +
                           std::to_string(binary.size()) + " bytes of binary data are left");
     }
@@ -291,18 +355,19 @@ ProtocolTensor parse_input(const json& input, std::string_view& binary,
     return tensor;
   }
   if (!data) throw ProtocolError(where + ": 'data' is missing");
-  std::vector<const json*> values;
+  std::vector<Element> values;
+  values.reserve(static_cast<size_t>(elements));
   flatten(*data, 0, tensor.shape.size() + 1, values, where);
   if (static_cast<int64_t>(values.size()) != elements) {
     throw ProtocolError(where + ": 'data' has " + std::to_string(values.size()) +
                         " elements, its shape " + std::to_string(elements));
   }
   if (tensor.datatype == DataType::kBytes) {
-    for (const auto* value : values) {
-      if (!value->is_string()) {
-        throw ProtocolError(where + ": " + value->dump() + " is not a BYTES value (a string)");
+    for (const auto value : values) {
+      if (value.type() != ElementType::STRING) {
+        throw ProtocolError(where + ": " + shown(value) + " is not a BYTES value (a string)");
       }
-      tensor.bytes.push_back(value->get<std::string>());
+      tensor.bytes.push_back(string_of(value));
     }
     return tensor;
   }
@@ -310,22 +375,27 @@ ProtocolTensor parse_input(const json& input, std::string_view& binary,
   return tensor;
 }
 
-RequestedOutput parse_output(const json& output) {
-  if (!output.is_object()) throw ProtocolError("each of 'outputs' must be an object");
-  const auto* name = member(output, "name", json::value_t::string, "a string", "an output");
+RequestedOutput parse_output(Element output) {
+  if (output.type() != ElementType::OBJECT) {
+    throw ProtocolError("each of 'outputs' must be an object");
+  }
+  const auto name = member(output, "name", ElementType::STRING, "a string", "an output");
   if (!name) throw ProtocolError("an output has no 'name'");
   RequestedOutput requested;
-  requested.name = name->get<std::string>();
+  requested.name = string_of(*name);
   const auto where = field("output", requested.name);
-  const auto* parameters = member(output, "parameters", json::value_t::object, "an object", where);
+  const auto parameters = member(output, "parameters", ElementType::OBJECT, "an object", where);
   if (!parameters) return requested;
-  if (const auto* binary =
-          member(*parameters, "binary_data", json::value_t::boolean, "true or false", where)) {
-    requested.binary_data = binary->get<bool>();
+  if (const auto binary =
+          member(*parameters, "binary_data", ElementType::BOOL, "true or false", where)) {
+    requested.binary_data = binary->get_bool().value_unsafe();
   }
-  if (const auto* classification = member(*parameters, "classification",
-                                          json::value_t::number_integer, "a whole number", where)) {
-    requested.classification = classification->get<int64_t>();
+  if (const auto classification =
+          member(*parameters, "classification", ElementType::INT64, "a whole number", where)) {
+    const auto k = classification->type() == ElementType::INT64
+                       ? classification->get_int64().value_unsafe()
+                       : std::numeric_limits<int64_t>::max();
+    requested.classification = k;
     if (requested.classification < 1) {
       throw ProtocolError(where + ": 'classification' must be at least 1");
     }
@@ -333,21 +403,53 @@ RequestedOutput parse_output(const json& output) {
   return requested;
 }
 
-// A JSON array of a tensor's values, as numbers (half and bfloat16 widened) or booleans.
-json values_json(const at::Tensor& tensor) {
+template <typename T>
+void append_number(T value, std::string& out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    out += value ? "true" : "false";
+  } else {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (!std::isfinite(value)) {  // JSON has no NaN or infinity
+        out += "null";
+        return;
+      }
+    }
+    std::array<char, 32> text;
+    // The fewest digits that read back as this value (a float's own, not its double's).
+    const auto end = std::to_chars(text.data(), text.data() + text.size(), value).ptr;
+    out.append(text.data(), end);
+    if constexpr (std::is_floating_point_v<T>) {
+      // A whole number still reads as a floating-point one: 2.0, not 2.
+      if (std::find_if(text.data(), end, [](char c) { return c == '.' || c == 'e'; }) == end) {
+        out += ".0";
+      }
+    }
+  }
+}
+
+// A tensor's values as a JSON array: numbers (half and bfloat16 widened to float) or booleans.
+void append_values(const at::Tensor& tensor, std::string& out) {
   const auto flat = tensor.contiguous().reshape({-1});
   const auto dtype = flat.scalar_type();
-  const auto count = static_cast<size_t>(flat.numel());
   if (dtype == c10::ScalarType::Half || dtype == c10::ScalarType::BFloat16) {
-    return values_json(flat.to(c10::ScalarType::Float));
+    append_values(flat.to(c10::ScalarType::Float), out);
+    return;
   }
-  json out = json::array();
-  AT_DISPATCH_V2(dtype, "values_json", AT_WRAP([&] {
+  const auto count = static_cast<size_t>(flat.numel());
+  out += '[';
+  AT_DISPATCH_V2(dtype, "append_values", AT_WRAP([&] {
                    const auto* values = flat.const_data_ptr<scalar_t>();
-                   for (size_t i = 0; i < count; ++i) out.push_back(values[i]);
+                   for (size_t i = 0; i < count; ++i) {
+                     if (i) out += ',';
+                     append_number(values[i], out);
+                   }
                  }),
                  AT_EXPAND(AT_ALL_TYPES), c10::kBool, AT_EXPAND(AT_BAREBONES_UNSIGNED_TYPES));
-  return out;
+  out += ']';
+}
+
+std::string dumped(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void append_binary(const ProtocolTensor& tensor, std::string& out) {
@@ -391,28 +493,32 @@ InferRequest parse_infer_request(std::string_view body, std::optional<size_t> js
   }
   const auto header = body.substr(0, json_length.value_or(body.size()));
   auto binary = body.substr(header.size());
-  json request;
-  try {
-    request = json::parse(header);
-  } catch (const json::exception& e) {
-    throw ProtocolError("the request is not valid JSON: " + first_line(e.what()));
+  // The parser owns what the elements point into: it lives as long as this call.
+  simdjson::dom::parser parser;
+  Element request;
+  if (const auto error = parser.parse(header.data(), header.size()).get(request)) {
+    throw ProtocolError(std::string("the request is not valid JSON: ") +
+                        simdjson::error_message(error));
   }
-  if (!request.is_object()) throw ProtocolError("the request must be a JSON object");
+  if (request.type() != ElementType::OBJECT) {
+    throw ProtocolError("the request must be a JSON object");
+  }
   InferRequest parsed;
-  if (const auto* id = member(request, "id", json::value_t::string, "a string", "the request")) {
-    parsed.id = id->get<std::string>();
+  if (const auto id = member(request, "id", ElementType::STRING, "a string", "the request")) {
+    parsed.id = string_of(*id);
   }
-  if (const auto* parameters =
-          member(request, "parameters", json::value_t::object, "an object", "the request")) {
-    if (const auto* binary_output =
-            member(*parameters, "binary_data_output", json::value_t::boolean, "true or false",
-                   "the request")) {
-      parsed.binary_data_output = binary_output->get<bool>();
+  if (const auto parameters =
+          member(request, "parameters", ElementType::OBJECT, "an object", "the request")) {
+    if (const auto binary_output = member(*parameters, "binary_data_output", ElementType::BOOL,
+                                          "true or false", "the request")) {
+      parsed.binary_data_output = binary_output->get_bool().value_unsafe();
     }
   }
-  const auto* inputs = member(request, "inputs", json::value_t::array, "an array", "the request");
-  if (!inputs || inputs->empty()) throw ProtocolError("the request has no 'inputs'");
-  for (const auto& input : *inputs) {
+  const auto inputs = member(request, "inputs", ElementType::ARRAY, "an array", "the request");
+  if (!inputs || array_of(*inputs).size() == 0) {
+    throw ProtocolError("the request has no 'inputs'");
+  }
+  for (const auto input : array_of(*inputs)) {
     parsed.inputs.push_back(parse_input(input, binary, limits));
     for (size_t i = 0; i + 1 < parsed.inputs.size(); ++i) {
       if (parsed.inputs[i].name == parsed.inputs.back().name) {
@@ -425,9 +531,11 @@ InferRequest parse_infer_request(std::string_view body, std::optional<size_t> js
                         " bytes of binary data follow the JSON that no input's "
                         "binary_data_size claims");
   }
-  if (const auto* outputs =
-          member(request, "outputs", json::value_t::array, "an array", "the request")) {
-    for (const auto& output : *outputs) parsed.outputs.push_back(parse_output(output));
+  if (const auto outputs =
+          member(request, "outputs", ElementType::ARRAY, "an array", "the request")) {
+    for (const auto output : array_of(*outputs)) {
+      parsed.outputs.push_back(parse_output(output));
+    }
   }
   return parsed;
 }
@@ -436,31 +544,39 @@ EncodedResponse encode_infer_response(const std::string& model_name, const std::
                                       const std::string& id,
                                       const std::vector<ProtocolTensor>& outputs,
                                       const std::vector<bool>& binary) {
-  json response = {{"model_name", model_name}, {"model_version", version}};
-  if (!id.empty()) response["id"] = id;
-  response["outputs"] = json::array();
+  json head = {{"model_name", model_name}, {"model_version", version}};
+  if (!id.empty()) head["id"] = id;
+  EncodedResponse encoded;
+  encoded.body = dumped(head);
+  encoded.body.pop_back();  // its closing brace: the outputs follow
+  encoded.body += R"(,"outputs":[)";
   std::string binary_data;
   for (size_t i = 0; i < outputs.size(); ++i) {
     const auto& tensor = outputs[i];
     json entry = {{"name", tensor.name},
                   {"datatype", datatype_name(tensor.datatype)},
                   {"shape", tensor.shape}};
+    const bool numbers = !binary[i] && tensor.datatype != DataType::kBytes;
     if (binary[i]) {
       const auto before = binary_data.size();
       append_binary(tensor, binary_data);
       entry["parameters"] = {{"binary_data_size", binary_data.size() - before}};
-    } else if (tensor.datatype == DataType::kBytes) {
+    } else if (!numbers) {
       // JSON strings must be UTF-8: bytes that are not are shown escaped, as messages are.
       json strings = json::array();
       for (const auto& element : tensor.bytes) strings.push_back(printable(element));
       entry["data"] = std::move(strings);
-    } else {
-      entry["data"] = values_json(tensor.tensor);
     }
-    response["outputs"].push_back(std::move(entry));
+    if (i) encoded.body += ',';
+    encoded.body += dumped(entry);
+    if (numbers) {  // written here rather than as a DOM of a million JSON values
+      encoded.body.pop_back();
+      encoded.body += R"(,"data":)";
+      append_values(tensor.tensor, encoded.body);
+      encoded.body += '}';
+    }
   }
-  EncodedResponse encoded;
-  encoded.body = response.dump(-1, ' ', false, json::error_handler_t::replace);
+  encoded.body += "]}";
   if (!binary_data.empty() || std::find(binary.begin(), binary.end(), true) != binary.end()) {
     encoded.json_length = encoded.body.size();
     encoded.body += binary_data;
@@ -469,7 +585,7 @@ EncodedResponse encode_infer_response(const std::string& model_name, const std::
 }
 
 std::string error_body(const std::string& message) {
-  return json{{"error", printable(message)}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return dumped(json{{"error", printable(message)}});
 }
 
 }  // namespace tsnative::server

@@ -3,10 +3,13 @@
 // which requests the batcher may stack.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 
 #include "server/batcher.h"
 #include "server/protocol.h"
@@ -79,6 +82,8 @@ TEST(Protocol, ErrorsNameTheField) {
        "256 is not a UINT8 value"},
       {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1e300]}]})",
        "out of FP32's range"},
+      {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3.40282357e38]}]})",
+       "out of FP32's range"},
       {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": []}]})",
        "sizes >= 0"},
       {R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000000, 1000000, 1000000]}]})",
@@ -119,6 +124,48 @@ TEST(Protocol, ResponsesJsonAndBinary) {
   EXPECT_EQ(binary.substr(8, 4), std::string("\x09\x00\x00\x00", 4));
   EXPECT_EQ(binary.substr(12), "0.5:0:cat");
   EXPECT_NE(as_binary.body.find(R"("binary_data_size":8)"), std::string::npos);
+}
+
+// What a response writes as JSON numbers reads back, bit for bit, as the datatype's values:
+// the body parsed by nlohmann-json (an independent reader), its data sent back as a request.
+TEST(Protocol, JsonNumbersReadBackExactly) {
+  const auto floats =
+      at::cat({at::randn({1000}) * 1e3,
+               at::tensor({0.1f, 3.0f, -0.0f, 1e-45f, 3.4028235e38f, 1.17549435e-38f})});
+  const auto doubles = at::cat({at::randn({200}, at::kDouble), at::tensor({0.1, 1e300, 5e-324})});
+  const auto int64s = at::tensor(
+      {std::numeric_limits<int64_t>::min(), int64_t{0}, std::numeric_limits<int64_t>::max()});
+  auto uint64s = at::empty({2}, at::kUInt64);
+  uint64s.data_ptr<uint64_t>()[0] = 0;
+  uint64s.data_ptr<uint64_t>()[1] = std::numeric_limits<uint64_t>::max();
+  const std::vector<std::pair<DataType, at::Tensor>> cases{{DataType::kFp32, floats},
+                                                           {DataType::kFp64, doubles},
+                                                           {DataType::kInt64, int64s},
+                                                           {DataType::kUint64, uint64s}};
+  for (const auto& [datatype, values] : cases) {
+    const tsnative::server::ProtocolTensor output{"y", datatype, {values.numel()}, values, {}};
+    const auto body = encode_infer_response("m", "1", "", {output}, {false}).body;
+    const auto response = nlohmann::json::parse(body);
+    const auto& data = response["outputs"][0]["data"];
+    ASSERT_EQ(data.size(), static_cast<size_t>(values.numel()));
+    const nlohmann::json request = {{"inputs",
+                                     {{{"name", "x"},
+                                       {"datatype", tsnative::server::datatype_name(datatype)},
+                                       {"shape", {values.numel()}},
+                                       {"data", nullptr}}}}};
+    auto text = request.dump();
+    text.replace(text.find("null"), 4, data.dump());  // the response's own digits
+    const auto read = parse_infer_request(text, std::nullopt).inputs[0].tensor;
+    ASSERT_EQ(read.scalar_type(), values.scalar_type());
+    EXPECT_EQ(std::memcmp(read.data_ptr(), values.data_ptr(), values.nbytes()), 0)
+        << tsnative::server::datatype_name(datatype);
+  }
+  // A float in its own fewest digits, a whole one still floating-point, NaN as JSON's null.
+  const tsnative::server::ProtocolTensor special{
+      "y", DataType::kFp32, {3}, at::tensor({0.1f, 2.0f, std::nanf("")}), {}};
+  EXPECT_NE(
+      encode_infer_response("m", "1", "", {special}, {false}).body.find(R"("data":[0.1,2.0,null])"),
+      std::string::npos);
 }
 
 TEST(Protocol, EveryDatatypeMapsBothWays) {
