@@ -26,24 +26,29 @@ from serving import cpu_name
 from torch import nn
 
 IN_FLIGHT = 16
-BAD_REQUESTS = {
-    "malformed JSON": ("/v2/models/mlp/infer", b'{"inputs": [', {}),
-    "wrong shape": (
-        "/v2/models/mlp/infer",
-        json.dumps(
-            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
-        ).encode(),
-        {},
-    ),
-    "unknown model": ("/v2/models/nonexistent/infer", b'{"inputs": []}', {}),
-    "truncated binary": (
-        "/v2/models/mlp/infer",
-        b'{"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", '
-        b'"parameters": {"binary_data_size": 256}}]}' + bytes(100),
-        {"Inference-Header-Content-Length": "100"},
-    ),
-    "oversized body": ("/v2/models/mlp/infer", bytes(2 << 20), {}),
-}
+
+
+def bad_requests(input_name: str) -> dict[str, tuple[str, bytes, dict[str, str]]]:
+    """What a client gets wrong: each kind's path, body and headers."""
+    wrong_shape = {"name": input_name, "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}
+    truncated = {
+        "name": input_name,
+        "shape": [1, 64],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 256},
+    }
+    header = json.dumps({"inputs": [truncated]}).encode()
+    return {
+        "malformed JSON": ("/v2/models/mlp/infer", b'{"inputs": [', {}),
+        "wrong shape": ("/v2/models/mlp/infer", json.dumps({"inputs": [wrong_shape]}).encode(), {}),
+        "unknown model": ("/v2/models/nonexistent/infer", b'{"inputs": []}', {}),
+        "truncated binary": (
+            "/v2/models/mlp/infer",
+            header + bytes(100),
+            {"Inference-Header-Content-Length": str(len(header))},
+        ),
+        "oversized body": ("/v2/models/mlp/infer", bytes(2 << 20), {}),
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -79,19 +84,21 @@ def main() -> None:
             server.wait_ready()
             address = server.url.removeprefix("http://")
             client = httpclient.InferenceServerClient(address, concurrency=IN_FLIGHT)
+            input_name = client.get_model_metadata("mlp")["inputs"][0]["name"]
+            kinds = bad_requests(input_name)
             inputs = np.random.rand(IN_FLIGHT, 1, 64).astype(np.float32)
             with torch.no_grad():
                 expected = [model(torch.from_numpy(x)).numpy() for x in inputs]
 
             def request(index: int):
-                tensor = httpclient.InferInput("x", [1, 64], "FP32")
+                tensor = httpclient.InferInput(input_name, [1, 64], "FP32")
                 binary = index % 2 == 0
                 tensor.set_data_from_numpy(inputs[index % IN_FLIGHT], binary_data=binary)
                 output = httpclient.InferRequestedOutput("output", binary_data=binary)
                 return index, client.async_infer("mlp", [tensor], outputs=[output])
 
-            bad = itertools.cycle(BAD_REQUESTS.items())
-            refused = dict.fromkeys(BAD_REQUESTS, 0)
+            bad = itertools.cycle(kinds.items())
+            refused = dict.fromkeys(kinds, 0)
 
             def send_bad() -> None:
                 kind, (url, body, headers) = next(bad)
