@@ -58,7 +58,8 @@ test-compat:
 NEWEST_TESTS := tests/test_export.py tests/test_export_strict.py tests/test_errors.py \
   tests/test_cli.py tests/test_module.py tests/test_aoti.py tests/test_onnx.py \
   tests/test_script_objects.py tests/test_custom_ops.py tests/test_interrupt.py \
-  tests/test_classify.py tests/test_cpp_api.py tests/test_server.py
+  tests/test_classify.py tests/test_cpp_api.py tests/test_server.py tests/test_server_grpc.py \
+  tests/test_server_model_control.py
 test-newest:
 	bash scripts/test-newest.sh $(NEWEST_TESTS)
 
@@ -84,7 +85,8 @@ sanitize-build: setup $(STAMPS)/sanitize-system
 test-sanitize: sanitize-build
 	source scripts/sanitizer-env.sh && ctest --test-dir $(SANITIZE_DIR) --output-on-failure
 	source scripts/sanitizer-env.sh && TSNATIVE_TS_INFER=$(abspath $(SANITIZE_DIR))/ts-infer \
-	  $(PY) -m pytest -q tests/test_server.py
+	  $(PY) -m pytest -q tests/test_server.py tests/test_server_grpc.py \
+	  tests/test_server_model_control.py
 
 build/fuzz/seeds/.made: tests/fuzz/make_seeds.py $(STAMPS)/installed
 	rm -rf build/fuzz/seeds

@@ -1,7 +1,8 @@
-"""Serving benchmark: `ts-infer serve` driven by Triton's own HTTP client at concurrency 1, 4,
-16 and 64 (one row per request, binary tensor data), against the limit: in-process Module
-calls at the same batch sizes. Prints throughput and p50 / p99 latency, then the targets of
-the serve issue, met or missed. Loopback only; each run stops after a bounded count and time.
+"""Serving benchmark: `ts-infer serve` driven by Triton's own clients, HTTP (binary tensor data)
+and gRPC (raw contents), at concurrency 1, 4, 16 and 64 (one row per request), against the
+limit: in-process Module calls at the same batch sizes. Prints throughput and p50 / p99
+latency for both protocols side by side, then the targets of the serve issues, met or missed.
+Loopback only; each run stops after a bounded count and time.
 
     .venv/bin/python benchmarks/serving.py [--quick] [--models resnet18 encoder]
 
@@ -67,6 +68,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
 
 
+def figures(latencies: list[float], elapsed: float) -> dict:
+    """One row's figures: one row per request, so rows/s is requests/s."""
+    return {
+        "rows_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "requests": len(latencies),
+    }
+
+
 def in_process(path: Path, shape: tuple[int, ...], batch: int, seconds: float) -> dict:
     """Module calls at one batch size: rows/s and per-call latency."""
     module = tsnative.load(path)
@@ -113,13 +124,59 @@ def served(
         latencies.append(time.perf_counter() - sent)
         if time.perf_counter() - start < seconds and len(latencies) + len(in_flight) < limit:
             in_flight.append(request())
-    elapsed = time.perf_counter() - start
-    return {
-        "rows_per_s": len(latencies) / elapsed,
-        "p50_ms": 1000 * percentile(latencies, 0.5),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-        "requests": len(latencies),
-    }
+    return figures(latencies, time.perf_counter() - start)
+
+
+def served_grpc(
+    client,
+    name: str,
+    input_name: str,
+    x: np.ndarray,
+    expected: np.ndarray,
+    concurrency: int,
+    seconds: float,
+) -> dict:
+    """`concurrency` calls in flight at once through tritonclient.grpc's async_infer (each
+    answer's callback sends the next), raw contents; the warm-up answers are checked against
+    `expected`."""
+    import tritonclient.grpc as grpcclient
+
+    tensor = grpcclient.InferInput(input_name, list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    for _ in range(concurrency):
+        got = client.infer(name, [tensor]).as_numpy("output")
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+    latencies: list[float] = []
+    errors: list[Exception] = []
+    done = threading.Condition()
+    limit = max(40, 20 * concurrency)
+    state = {"sent": concurrency, "open": concurrency}
+    start = time.perf_counter()
+
+    def send() -> None:
+        sent = time.perf_counter()
+        client.async_infer(name, [tensor], callback=lambda result, error: answered(sent, error))
+
+    def answered(sent: float, error: Exception | None) -> None:
+        with done:
+            latencies.append(time.perf_counter() - sent)
+            if error is not None:
+                errors.append(error)
+            more = not errors and time.perf_counter() - start < seconds and state["sent"] < limit
+            state["sent"] += more
+            state["open"] += more - 1
+            done.notify_all()
+        if more:
+            send()
+
+    for _ in range(concurrency):
+        send()
+    with done:
+        if not done.wait_for(lambda: state["open"] == 0, timeout=seconds + 300):
+            raise RuntimeError(f"gRPC calls still open after {seconds + 300} s")
+    if errors:
+        raise RuntimeError(f"gRPC: {errors[0]}")
+    return figures(latencies, time.perf_counter() - start)
 
 
 def request_body(input_name: str, x: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
@@ -198,12 +255,7 @@ def posted(
         thread.join()
     if failures:
         raise RuntimeError(failures[0])
-    return {
-        "rows_per_s": len(latencies) / (max(finished) - clock["start"]),
-        "p50_ms": 1000 * percentile(latencies, 0.5),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-        "requests": len(latencies),
-    }
+    return figures(latencies, max(finished) - clock["start"])
 
 
 def free_port() -> int:
@@ -295,6 +347,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     seconds = 2.0 if args.quick else 8.0
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
     results: dict = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "models": {}}
@@ -311,6 +364,7 @@ def main() -> None:
         server = tsnative.serve(
             repository,
             http_port=0,
+            grpc_port=0,
             background=True,
             max_batch_size=MAX_BATCH,
             log_level="error",
@@ -320,6 +374,8 @@ def main() -> None:
             server.wait_ready()
             address = server.url.removeprefix("http://")
             client = httpclient.InferenceServerClient(address, concurrency=max(CONCURRENCY))
+            assert server.grpc_address is not None
+            rpc = grpcclient.InferenceServerClient(server.grpc_address)
             for name in args.models:
                 shape = models()[name][1]
                 input_name = client.get_model_metadata(name)["inputs"][0]["name"]
@@ -331,12 +387,16 @@ def main() -> None:
                     batch = min(concurrency, MAX_BATCH)
                     limit = in_process(paths[name], shape, batch, seconds)
                     got = served(client, name, input_name, shape, concurrency, seconds)
-                    rows[concurrency] = {"in_process": limit, "served": got}
+                    called = served_grpc(
+                        rpc, name, input_name, x, references[name], concurrency, seconds
+                    )
+                    rows[concurrency] = {"in_process": limit, "served": got, "grpc": called}
                     print(
-                        f"{name:9} c={concurrency:<3} served {got['rows_per_s']:7.1f} rows/s "
-                        f"p50 {got['p50_ms']:7.2f} ms p99 {got['p99_ms']:7.2f} ms | in-process "
-                        f"batch {batch}: {limit['rows_per_s']:7.1f} rows/s, "
-                        f"{limit['p50_ms']:7.2f} ms/call",
+                        f"{name:9} c={concurrency:<3} REST {got['rows_per_s']:7.1f} rows/s "
+                        f"p50 {got['p50_ms']:7.2f} ms p99 {got['p99_ms']:7.2f} ms | gRPC "
+                        f"{called['rows_per_s']:7.1f} rows/s p50 {called['p50_ms']:7.2f} ms "
+                        f"p99 {called['p99_ms']:7.2f} ms | in-process batch {batch}: "
+                        f"{limit['rows_per_s']:7.1f} rows/s, {limit['p50_ms']:7.2f} ms/call",
                         flush=True,
                     )
                 infer = f"/v2/models/{name}/infer"
@@ -352,6 +412,7 @@ def main() -> None:
                 )
                 results["models"][name] = rows
             client.close()
+            rpc.close()
         for peer, start_peer in PEERS.items():
             if not (args.peers / "bin" / "python").is_file():
                 print(f"{peer}: not measured ({args.peers} is missing; see this file's docstring)")
@@ -368,19 +429,25 @@ def main() -> None:
                         f"p50 {got['p50_ms']:7.2f} ms",
                         flush=True,
                     )
-    print("\ntargets (serve issue):")
+    print("\ntargets (serve issues; gRPC's are REST's):")
     for name, rows in results["models"].items():
-        ratio = rows[16]["served"]["rows_per_s"] / rows[16]["in_process"]["rows_per_s"]
+        for protocol, key in (("REST", "served"), ("gRPC", "grpc")):
+            ratio = rows[16][key]["rows_per_s"] / rows[16]["in_process"]["rows_per_s"]
+            print(
+                f"  {name}: {protocol} c=16 throughput {ratio:.2f}x in-process batched "
+                f"(>= 0.8): {'met' if ratio >= 0.8 else 'missed'}"
+            )
         added = rows["plain1"]["p50_ms"] - rows[1]["in_process"]["p50_ms"]
         through_client = rows[1]["served"]["p50_ms"] - rows[1]["in_process"]["p50_ms"]
         print(
-            f"  {name}: c=16 throughput {ratio:.2f}x in-process batched (>= 0.8): "
-            f"{'met' if ratio >= 0.8 else 'missed'}"
-        )
-        print(
-            f"  {name}: c=1 p50 in-process + {added:.2f} ms (<= 1 ms, plain client; "
+            f"  {name}: REST c=1 p50 in-process + {added:.2f} ms (<= 1 ms, plain client; "
             f"+ {through_client:.2f} ms through tritonclient): "
             f"{'met' if added <= 1.0 else 'missed'}"
+        )
+        added = rows[1]["grpc"]["p50_ms"] - rows[1]["in_process"]["p50_ms"]
+        print(
+            f"  {name}: gRPC c=1 p50 in-process + {added:.2f} ms (<= 1 ms, through "
+            f"tritonclient.grpc): {'met' if added <= 1.0 else 'missed'}"
         )
         for peer in PEERS:
             if peer not in rows:

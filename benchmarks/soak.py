@@ -74,6 +74,7 @@ def main() -> None:
         server = tsnative.serve(
             path,
             http_port=0,
+            grpc_port=0,
             background=True,
             max_batch_size=IN_FLIGHT,
             max_request_bytes=1 << 20,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,20 @@ def classifier_as(
         return exported[format_name]
 
     return export
+
+
+@pytest.fixture(scope="session")
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_classifier: Classifier,
+    classifier_as: Callable[[str], Path],
+) -> Iterator[Any]:
+    """One `ts-infer serve` for every serving test (REST and gRPC): see tests/serving.py."""
+    from serving import serve_repository
+
+    yield from serve_repository(
+        tmp_path_factory.mktemp("repository"), tiny_classifier.eager, classifier_as
+    )
 
 
 @pytest.fixture(scope="session")

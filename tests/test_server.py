@@ -1,138 +1,33 @@
-"""ts-infer serve as a user drives it: one server (started once for this module) over a
+"""ts-infer serve over REST as a user drives it: the session's server (tests/serving.py) over a
 Triton-style repository of .pt and .pt2 models, called with Triton's own client
-(tritonclient.http) and, for what no client would send, with raw HTTP. Every answer is checked
-against the eager model."""
+(tritonclient.http), KServe's and, for what no client would send, with raw HTTP. Every answer
+is checked against the eager model."""
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import tsnative
-from conftest import TINY_LABELS, TINY_PREPROCESS, Classifier
+from conftest import TINY_LABELS, TINY_PREPROCESS
 from helpers import pillow_preprocess
-from torch import nn
+from serving import Served
 
 httpclient = pytest.importorskip("tritonclient.http")
 InferenceServerException = pytest.importorskip("tritonclient.utils").InferenceServerException
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-
-
-class Features(nn.Module):
-    """A small MLP: 6 features in, 4 scores out, any batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-class Pair(nn.Module):
-    """Two inputs, two outputs: their sum and each row's dot product."""
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return a + b, (a * b).sum(1)
-
-
-class Lookup(nn.Module):
-    """int64 token ids in: an embedding's mean per row (an input that is not float)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(50, 8)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.embedding(ids).mean(1)
-
-
-class Shifted(nn.Module):
-    """One required argument and one with a default: served as a one-input model."""
-
-    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-        return x * 2 if shift is None else x * 2 + shift
-
-
-class Served:
-    def __init__(self, server: tsnative.Server, eager: dict[str, nn.Module]) -> None:
-        self.server = server
-        self.eager = eager
-        self.address = server.url.removeprefix("http://")
-        self.client = httpclient.InferenceServerClient(self.address, concurrency=16)
-
-    def expected(self, name: str, *inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.eager[name](*inputs)
-
-    def raw(self, method: str, path: str, body: bytes = b"", headers: dict | None = None):
-        connection = http.client.HTTPConnection(self.address, timeout=30)
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        return response.status, data
-
-
-@pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory,
-    tiny_classifier: Classifier,
-    classifier_as: Callable[[str], Path],
-) -> Iterator[Served]:
-    torch.manual_seed(0)
-    repository = tmp_path_factory.mktemp("repository")
-    eager: dict[str, nn.Module] = {
-        "features": Features().eval(),
-        "pair": Pair().eval(),
-        "lookup": Lookup().eval(),
-        "shifted": Shifted().eval(),
-    }
-    examples = {
-        "features": torch.rand(1, 6),
-        "pair": (torch.rand(1, 3), torch.rand(1, 3)),
-        "lookup": torch.randint(0, 50, (1, 5)),
-        "shifted": torch.rand(1, 2),
-    }
-    for name, model in eager.items():
-        (repository / name / "1").mkdir(parents=True)
-        method = "script" if name == "shifted" else "auto"
-        tsnative.export(model, examples[name], repository / name / "1" / "model.pt", method=method)
-    # Requests that arrive within 20 ms of each other share a forward call.
-    (repository / "features" / "config.json").write_text(
-        json.dumps({"max_batch_size": 16, "max_queue_delay_us": 20000})
-    )
-    # The classifier twice: version 1 TorchScript, version 2 an AOTInductor package.
-    for version, format_name, file in ((1, "torchscript", "model.pt"), (2, "aoti", "model.pt2")):
-        (repository / "classifier" / str(version)).mkdir(parents=True)
-        (repository / "classifier" / str(version) / file).write_bytes(
-            classifier_as(format_name).read_bytes()
-        )
-    eager["classifier"] = tiny_classifier.eager
-    # --timeout 3: a stalled client is dropped within the test's patience.
-    server = tsnative.serve(repository, http_port=0, background=True, log_level="info", timeout=3)
-    assert isinstance(server, tsnative.Server)
-    with server:
-        server.wait_ready()
-        yield Served(server, eager)
-        # The client's pooled connections are still open, idle: a shutdown must not wait on
-        # them for more than the server's keep-alive timeout (2 s).
-        started = time.monotonic()
-        status = server.stop()
-        stopping = time.monotonic() - started
-    assert status == 0, server.log[-5:]
-    assert stopping < 15, f"stopping took {stopping:.1f} s"
-    assert any("stopping on SIGTERM" in line for line in server.log)
 
 
 def test_health_and_server_metadata(served: Served) -> None:
@@ -207,41 +102,28 @@ def test_two_inputs_two_outputs(served: Served) -> None:
     np.testing.assert_allclose(result.as_numpy("output_1"), dot, **TOLERANCE)
 
 
-@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_kserves_own_rest_client(served: Served, binary: bool) -> None:
-    """KServe's Python SDK (InferenceRESTClient, v2 protocol) as a KServe user calls it."""
-    import asyncio
-
-    import httpx
-    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-
+def test_kserves_own_clients(served: Served) -> None:
+    """KServe's Python SDK, REST (JSON and binary) and gRPC, in a Python of its own (see
+    tests/kserve_calls.py): every answer equals the eager model's, an unknown model is refused."""
+    if importlib.util.find_spec("kserve") is None:  # not imported here: see kserve_calls.py
+        pytest.skip("kserve is not installed")
     a, b = torch.rand(4, 3), torch.rand(4, 3)
     total, dot = served.expected("pair", a, b)
-
-    async def calls():
-        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0, timeout=30))
-        try:
-            assert await client.is_server_live(served.server.url)
-            assert await client.is_model_ready(served.server.url, "pair")
-            inputs = [InferInput("a", [4, 3], "FP32"), InferInput("b", [4, 3], "FP32")]
-            inputs[0].set_data_from_numpy(a.numpy(), binary_data=binary)
-            inputs[1].set_data_from_numpy(b.numpy(), binary_data=binary)
-            response = await client.infer(
-                served.server.url, InferRequest("pair", inputs), model_name="pair"
-            )
-            with pytest.raises(httpx.HTTPStatusError, match="404") as unknown:
-                await client.infer(
-                    served.server.url, InferRequest("nonexistent", inputs), model_name="nonexistent"
-                )
-            return response, unknown.value.response.json()
-        finally:
-            await client.close()
-
-    response, unknown = asyncio.run(calls())
-    outputs = {output.name: output.as_numpy() for output in response.outputs}
-    np.testing.assert_allclose(outputs["output_0"], total, **TOLERANCE)
-    np.testing.assert_allclose(outputs["output_1"], dot, **TOLERANCE)
-    assert "nonexistent" in unknown["error"]
+    script = Path(__file__).with_name("kserve_calls.py")
+    called = subprocess.run(
+        [sys.executable, script, served.server.url, served.server.grpc_address],
+        input=json.dumps({"a": a.tolist(), "b": b.tolist()}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert called.returncode == 0, called.stderr[-2000:]
+    found = json.loads(called.stdout)
+    for client in ("rest json", "rest binary", "grpc"):
+        np.testing.assert_allclose(found[client]["output_0"], total, **TOLERANCE)
+        np.testing.assert_allclose(found[client]["output_1"], dot, **TOLERANCE)
+    assert found["rest unknown"] == [404, "unknown model 'nonexistent'"]
+    assert found["grpc unknown"] == ["NOT_FOUND", "unknown model 'nonexistent'"]
 
 
 @pytest.mark.parametrize("version", ["1", "2"], ids=["pt", "pt2"])
@@ -470,12 +352,14 @@ def test_one_log_line_per_request(served: Served) -> None:
 
 
 def test_help_names_the_flags(ts_infer: Path) -> None:
-    import subprocess
-
     shown = subprocess.run([ts_infer, "serve", "--help"], capture_output=True, text=True)
     assert shown.returncode == 0
     for flag in (
         "--http-port",
+        "--grpc-port",
+        "--model-control",
+        "--load-model",
+        "--repository-poll-secs",
         "--host",
         "--max-batch-size",
         "--max-queue-delay-us",
@@ -490,8 +374,6 @@ def test_help_names_the_flags(ts_infer: Path) -> None:
 
 
 def test_bad_paths_exit_with_one_line(tmp_path: Path, ts_infer: Path) -> None:
-    import subprocess
-
     missing = subprocess.run([ts_infer, "serve", tmp_path / "none"], capture_output=True, text=True)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
@@ -503,4 +385,4 @@ def test_bad_paths_exit_with_one_line(tmp_path: Path, ts_infer: Path) -> None:
     assert refused.returncode == 2
     assert "is an ONNX model, not served" in refused.stderr
     with pytest.raises(tsnative.ServerError, match="no model"):
-        tsnative.serve(tmp_path, http_port=0, background=True)
+        tsnative.serve(tmp_path, http_port=0, grpc_port=0, background=True)

@@ -21,9 +21,10 @@ namespace tsnative::cli {
 namespace {
 
 void add_flags(CLI::App& app, server::ServerOptions& options, std::string& optimize,
-               std::string& log_level, std::optional<int>& threads,
+               std::string& log_level, std::string& model_control, std::optional<int>& threads,
                std::vector<std::string>& libraries) {
-  app.add_option("path", options.path,
+  auto& repository = options.repository;
+  app.add_option("path", repository.path,
                  "A model file (.pt, .pt2), a folder of them (each served under its stem), or a "
                  "Triton-style repository (NAME/VERSION/model.pt or model.pt2, NAME/config.json)")
       ->required();
@@ -32,6 +33,10 @@ void add_flags(CLI::App& app, server::ServerOptions& options, std::string& optim
       ->capture_default_str();
   app.add_option("--http-port", options.http_port, "HTTP port (0: any free port)")
       ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--grpc-port", options.grpc_port,
+                 "gRPC port (inference.GRPCInferenceService; 0: any free port, -1: no gRPC)")
+      ->check(CLI::Range(-1, 65535))
       ->capture_default_str();
   app.add_option("--http-threads", options.http_threads,
                  "Connections served at once (each keep-alive connection holds one)")
@@ -45,14 +50,32 @@ void add_flags(CLI::App& app, server::ServerOptions& options, std::string& optim
                  "Seconds a client may stall while sending or receiving before it is dropped")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  app.add_option("--device", options.load.device, "cpu, cuda or cuda:N")->capture_default_str();
+  const std::string control = "Model control (Triton's model repository extension)";
+  app.add_option("--model-control", model_control,
+                 "none: the models found, loaded at start; explicit: those of --load-model, "
+                 "then POST /v2/repository/models/NAME/load and /unload (and gRPC's); poll: the "
+                 "models found, reloaded as their files change")
+      ->check(CLI::IsMember({"none", "explicit", "poll"}))
+      ->capture_default_str()
+      ->group(control);
+  app.add_option("--load-model", repository.load_at_start,
+                 "A model to load at start under --model-control explicit (repeat for several; "
+                 "* for all)")
+      ->type_name("NAME")
+      ->group(control);
+  app.add_option("--repository-poll-secs", repository.poll_seconds,
+                 "Seconds between rescans of the repository under --model-control poll")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str()
+      ->group(control);
+  app.add_option("--device", repository.load.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--threads", threads, "Intra-op threads (LibTorch's default if unset)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--load-library", libraries,
                  "A shared library registering TorchScript operators the models call")
       ->type_name("FILE");
   const std::string batching = "Every model (a model's config.json overrides these)";
-  auto& defaults = options.defaults;
+  auto& defaults = repository.defaults;
   app.add_option("--max-batch-size", defaults.max_batch_size,
                  "Rows one forward call may stack from waiting requests (0: no batching)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
@@ -82,24 +105,27 @@ void add_flags(CLI::App& app, server::ServerOptions& options, std::string& optim
       ->capture_default_str();
 }
 
-std::string url(const std::string& host, int port) {
+std::string url(const char* scheme, const std::string& host, int port) {
   const bool ipv6 = host.find(':') != std::string::npos;
-  return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  return std::string(scheme) + "://" + (ipv6 ? "[" + host + "]" : host) + ":" +
+         std::to_string(port);
 }
 
 }  // namespace
 
 int serve_main(int argc, char** argv) {
   CLI::App app{
-      "Serve models over KServe's Open Inference Protocol v2 (REST), as Triton does: "
+      "Serve models over KServe's Open Inference Protocol v2, REST and gRPC, as Triton does: "
       "/v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/V][/ready|/infer], "
-      "/metrics. Stops on SIGTERM or Ctrl-C, finishing the requests in flight.",
+      "/v2/repository/index, /v2/repository/models/NAME/load|unload, /metrics, and "
+      "inference.GRPCInferenceService. Stops on SIGTERM or Ctrl-C, finishing the requests in "
+      "flight.",
       "ts-infer serve"};
   server::ServerOptions options;
-  std::string optimize = "none", log_level = "info";
+  std::string optimize = "none", log_level = "info", model_control = "none";
   std::optional<int> threads;
   std::vector<std::string> libraries;
-  add_flags(app, options, optimize, log_level, threads, libraries);
+  add_flags(app, options, optimize, log_level, model_control, threads, libraries);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -108,8 +134,16 @@ int serve_main(int argc, char** argv) {
     std::cerr << "ts-infer serve: " << e.what() << " (see ts-infer serve --help)" << std::endl;
     return 2;
   }
-  options.defaults.optimize = optimize;
+  options.repository.defaults.optimize = optimize;
+  options.repository.control = *server::parse_model_control(model_control);
   options.log_requests = log_level == "info";
+  if (!options.repository.load_at_start.empty() &&
+      options.repository.control != server::ModelControl::kExplicit) {
+    std::cerr << "ts-infer serve: --load-model needs --model-control explicit (the others load "
+                 "every model found)"
+              << std::endl;
+    return 2;
+  }
 
   // SIGINT and SIGTERM go to one thread, which stops the server; every other thread (the
   // HTTP workers, the batchers, LibTorch's pool) inherits the mask and never sees them.
@@ -129,8 +163,10 @@ int serve_main(int argc, char** argv) {
     if (threads) set_num_threads(*threads);
     for (const auto& library : libraries) load_library(library);
     server::Server server(options, log);
-    const int port = server.bind();
-    log("listening on " + url(options.host, port) + " (loading models)");
+    const auto ports = server.bind();
+    log("listening on " + url("http", options.host, ports.http) +
+        (ports.grpc >= 0 ? " and " + url("grpc", options.host, ports.grpc) : "") +
+        " (loading models)");
     std::thread stopper([&] {
       int signal_number = 0;
       sigwait(&signals, &signal_number);

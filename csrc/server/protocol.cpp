@@ -112,25 +112,16 @@ std::vector<int64_t> parse_shape(Element tensor, const std::string& where,
                                  const RequestLimits& limits, int64_t& elements) {
   const auto shape = member(tensor, "shape", ElementType::ARRAY, "an array", where);
   if (!shape) throw ProtocolError(where + ": 'shape' is missing");
-  const auto sizes_given = array_of(*shape);
-  if (static_cast<int64_t>(sizes_given.size()) > limits.max_dimensions) {
-    throw ProtocolError(where + ": 'shape' has " + std::to_string(sizes_given.size()) +
-                        " dimensions, more than " + std::to_string(limits.max_dimensions));
-  }
   std::vector<int64_t> sizes;
-  elements = 1;
-  for (const auto size : sizes_given) {
+  for (const auto size : array_of(*shape)) {
+    if (static_cast<int64_t>(sizes.size()) == limits.max_dimensions) break;  // refused below
     if (size.type() != ElementType::INT64 || size.get_int64().value_unsafe() < 0) {
       throw ProtocolError(where + ": 'shape' must hold sizes >= 0, got " + shown(size));
     }
-    const auto value = size.get_int64().value_unsafe();
-    if (value != 0 && elements > limits.max_elements / value) {
-      throw ProtocolError(where + ": shape " + shown(*shape) + " has more than " +
-                          std::to_string(limits.max_elements) + " elements");
-    }
-    elements *= value;
-    sizes.push_back(value);
+    sizes.push_back(size.get_int64().value_unsafe());
   }
+  if (array_of(*shape).size() > sizes.size()) sizes.push_back(0);  // one dimension too many
+  elements = checked_elements(sizes, where, limits);
   return sizes;
 }
 
@@ -330,28 +321,8 @@ ProtocolTensor parse_input(Element input, std::string_view& binary, const Reques
       throw ProtocolError(where + ": binary_data_size " + std::to_string(size) + " but " +
                           std::to_string(binary.size()) + " bytes of binary data are left");
     }
-    const auto bytes = binary.substr(0, static_cast<size_t>(size));
+    fill_from_raw(tensor, binary.substr(0, static_cast<size_t>(size)), where);
     binary.remove_prefix(static_cast<size_t>(size));
-    if (tensor.datatype == DataType::kBytes) {
-      tensor.bytes = split_bytes(bytes, elements, where);
-      return tensor;
-    }
-    const auto dtype = *scalar_type(tensor.datatype);
-    const auto expected = elements * static_cast<int64_t>(c10::elementSize(dtype));
-    if (size != expected) {
-      throw ProtocolError(where + ": binary_data_size is " + std::to_string(size) +
-                          " bytes, its shape and datatype take " + std::to_string(expected));
-    }
-    if (tensor.datatype == DataType::kBool) {
-      // A bool holds 0 or 1: any other byte would be a value C++ has no meaning for.
-      for (const char byte : bytes) {
-        if (byte != 0 && byte != 1) {
-          throw ProtocolError(where + ": binary BOOL data holds a byte that is neither 0 nor 1");
-        }
-      }
-    }
-    tensor.tensor = at::empty(tensor.shape, dtype);
-    if (size > 0) std::memcpy(tensor.tensor.data_ptr(), bytes.data(), bytes.size());
     return tensor;
   }
   if (!data) throw ProtocolError(where + ": 'data' is missing");
@@ -485,6 +456,57 @@ std::optional<DataType> datatype_of(c10::ScalarType dtype) {
   return std::nullopt;
 }
 
+int64_t checked_elements(const std::vector<int64_t>& shape, const std::string& where,
+                         const RequestLimits& limits) {
+  if (static_cast<int64_t>(shape.size()) > limits.max_dimensions) {
+    throw ProtocolError(where + ": 'shape' has " + std::to_string(shape.size()) +
+                        " dimensions, more than " + std::to_string(limits.max_dimensions));
+  }
+  int64_t elements = 1;
+  for (const auto size : shape) {
+    if (size < 0) {
+      throw ProtocolError(where + ": 'shape' must hold sizes >= 0, got " + std::to_string(size));
+    }
+    if (size != 0 && elements > limits.max_elements / size) {
+      throw ProtocolError(where + ": the shape has more than " +
+                          std::to_string(limits.max_elements) + " elements");
+    }
+    elements *= size;
+  }
+  return elements;
+}
+
+void fill_from_raw(ProtocolTensor& tensor, std::string_view bytes, const std::string& where) {
+  int64_t elements = 1;
+  for (const auto size : tensor.shape) elements *= size;  // checked_elements has bounded it
+  if (tensor.datatype == DataType::kBytes) {
+    tensor.bytes = split_bytes(bytes, elements, where);
+    return;
+  }
+  const auto dtype = *scalar_type(tensor.datatype);
+  const auto expected = elements * static_cast<int64_t>(c10::elementSize(dtype));
+  if (static_cast<int64_t>(bytes.size()) != expected) {
+    throw ProtocolError(where + ": " + std::to_string(bytes.size()) +
+                        " bytes of data, its shape and datatype take " + std::to_string(expected));
+  }
+  if (tensor.datatype == DataType::kBool) {
+    // A bool holds 0 or 1: any other byte would be a value C++ has no meaning for.
+    for (const char byte : bytes) {
+      if (byte != 0 && byte != 1) {
+        throw ProtocolError(where + ": binary BOOL data holds a byte that is neither 0 nor 1");
+      }
+    }
+  }
+  tensor.tensor = at::empty(tensor.shape, dtype);
+  if (!bytes.empty()) std::memcpy(tensor.tensor.data_ptr(), bytes.data(), bytes.size());
+}
+
+std::string raw_bytes(const ProtocolTensor& tensor) {
+  std::string out;
+  append_binary(tensor, out);
+  return out;
+}
+
 InferRequest parse_infer_request(std::string_view body, std::optional<size_t> json_length,
                                  const RequestLimits& limits) {
   if (json_length && *json_length > body.size()) {
@@ -582,6 +604,12 @@ EncodedResponse encode_infer_response(const std::string& model_name, const std::
     encoded.body += binary_data;
   }
   return encoded;
+}
+
+const std::vector<std::string>& server_extensions() {
+  static const std::vector<std::string> extensions{"binary_tensor_data", "classification",
+                                                   "model_repository"};
+  return extensions;
 }
 
 std::string error_body(const std::string& message) {

@@ -95,6 +95,20 @@ struct RequestLimits {
 InferRequest parse_infer_request(std::string_view body, std::optional<size_t> json_length,
                                  const RequestLimits& limits = {});
 
+// The number of elements of a request's shape. Throws ProtocolError: a negative size, more
+// dimensions or elements than the limits allow.
+int64_t checked_elements(const std::vector<int64_t>& shape, const std::string& where,
+                         const RequestLimits& limits);
+
+// Fills a tensor whose name, datatype and (checked) shape are set from raw bytes, as Triton's
+// binary data and gRPC's raw contents carry them: the elements little-endian, row-major;
+// BYTES elements each a 4-byte little-endian length, then its bytes. Throws ProtocolError
+// naming `where`: the wrong byte count, a BOOL byte other than 0 or 1, truncated BYTES.
+void fill_from_raw(ProtocolTensor& tensor, std::string_view bytes, const std::string& where);
+
+// A tensor's raw bytes, the same layout.
+std::string raw_bytes(const ProtocolTensor& tensor);
+
 // A response body: JSON alone, or JSON then the binary outputs' bytes (json_length set: the
 // Inference-Header-Content-Length the client reads).
 struct EncodedResponse {
@@ -107,6 +121,9 @@ EncodedResponse encode_infer_response(const std::string& model_name, const std::
                                       const std::string& id,
                                       const std::vector<ProtocolTensor>& outputs,
                                       const std::vector<bool>& binary);
+
+// The protocol extensions this server implements (its server metadata lists them).
+const std::vector<std::string>& server_extensions();
 
 // The protocol's error body: {"error": message}.
 std::string error_body(const std::string& message);

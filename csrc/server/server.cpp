@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,10 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
-#include "server/batcher.h"
-#include "server/metrics.h"
+#include "server/grpc_front.h"
 #include "server/protocol.h"
-#include "server/repository.h"
+#include "server/served_models.h"
 
 namespace tsnative::server {
 
@@ -29,16 +29,6 @@ using nlohmann::json;
 // How long an idle keep-alive connection stays open, and so the longest a shutdown waits for
 // clients that are connected but send nothing.
 constexpr time_t kKeepAliveSeconds = 2;
-
-// A model version: found at start, loaded by serve(); `ready` is set once `model` and
-// `batcher` are, and read before either is touched.
-struct Entry {
-  ModelSource source;
-  ModelMetrics metrics;
-  std::unique_ptr<ServedModel> model;
-  std::unique_ptr<Batcher> batcher;
-  std::atomic<bool> ready{false};
-};
 
 json tensors_json(const std::vector<TensorDescription>& tensors) {
   json out = json::array();
@@ -82,43 +72,49 @@ std::optional<size_t> header_length(const httplib::Request& request) {
   return length;
 }
 
+// A repository request's body: empty, or a JSON object of the keys `allowed`. ProtocolError 400
+// otherwise.
+json repository_body(const std::string& body, const std::vector<std::string>& allowed) {
+  if (body.empty()) return json::object();
+  auto parsed = json::parse(body, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    throw ProtocolError("the request must be a JSON object");
+  }
+  for (const auto& [key, value] : parsed.items()) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      throw ProtocolError("unknown field " + tsnative::quoted(key));
+    }
+  }
+  if (parsed.contains("ready") && !parsed["ready"].is_boolean()) {
+    throw ProtocolError("'ready' must be true or false");
+  }
+  return parsed;
+}
+
+// The names of a load / unload request's "parameters".
+std::vector<std::string> parameter_names(const json& body) {
+  std::vector<std::string> names;
+  if (!body.contains("parameters")) return names;
+  if (!body["parameters"].is_object()) throw ProtocolError("'parameters' must be an object");
+  for (const auto& [key, value] : body["parameters"].items()) names.push_back(key);
+  return names;
+}
+
 }  // namespace
 
 struct Server::State {
   ServerOptions options;
   LogLine log;
-  std::vector<std::unique_ptr<Entry>> entries;  // fixed at start: handlers read it unlocked
+  std::unique_ptr<ServedModels> models;
   httplib::Server http;
+  std::unique_ptr<GrpcFront> grpc;
   std::atomic<bool> ready{false};
   std::atomic<bool> stopped{false};
   std::atomic<bool> serving{false};        // serve() has started the listener
   std::atomic<bool> listener_done{false};  // ... and it has returned
 
-  // The entry a URL names: the version given, else the newest. Throws ProtocolError 404.
-  Entry& find(const std::string& name, const std::string& version) {
-    Entry* found = nullptr;
-    for (const auto& entry : entries) {
-      if (entry->source.name != name) continue;
-      if (version.empty() || entry->source.version == version) found = entry.get();
-    }
-    if (!found) {
-      const bool known = std::any_of(entries.begin(), entries.end(),
-                                     [&](const auto& entry) { return entry->source.name == name; });
-      throw ProtocolError(
-          known ? "model " + tsnative::quoted(name) + " has no version " + tsnative::quoted(version)
-                : "unknown model " + tsnative::quoted(name),
-          404);
-    }
-    return *found;
-  }
-
-  Entry& find_ready(const httplib::Request& request) {
-    auto& entry = find(request.matches[1], request.matches[2]);
-    if (!entry.ready.load(std::memory_order_acquire)) {
-      throw ProtocolError(
-          "model " + tsnative::quoted(entry.source.name) + " is not ready (loading)", 503);
-    }
-    return entry;
+  std::shared_ptr<const Entry> find_ready(const httplib::Request& request) const {
+    return models->find_ready(request.matches[1], request.matches[2]);
   }
 
   void routes();
@@ -129,25 +125,13 @@ struct Server::State {
 Server::Server(ServerOptions options, LogLine log) : state_(std::make_unique<State>()) {
   state_->options = std::move(options);
   state_->log = std::move(log);
-  std::vector<std::string> skipped;
-  for (auto& source : find_models(state_->options.path, skipped)) {
-    auto entry = std::make_unique<Entry>();
-    entry->metrics.model = source.name;
-    entry->metrics.version = source.version;
-    entry->source = std::move(source);
-    state_->entries.push_back(std::move(entry));
-  }
-  for (const auto& line : skipped) state_->log("skipped: " + line);
+  state_->models = std::make_unique<ServedModels>(state_->options.repository, state_->log);
   state_->routes();
 }
 
-Server::~Server() {
-  stop();
-  // Batchers finish what they hold before the models they run go.
-  for (auto& entry : state_->entries) entry->batcher.reset();
-}
+Server::~Server() { stop(); }
 
-int Server::bind() {
+Server::Ports Server::bind() {
   auto& http = state_->http;
   const auto& options = state_->options;
   const int threads = options.http_threads;
@@ -168,7 +152,14 @@ int Server::bind() {
     throw OptionError("cannot listen on " + options.host + ":" + std::to_string(options.http_port) +
                       " (in use, or not an address of this machine)");
   }
-  return port;
+  Ports ports{port, -1};
+  if (options.grpc_port >= 0) {
+    state_->grpc = std::make_unique<GrpcFront>(*state_->models, state_->ready, state_->log,
+                                               options.log_requests);
+    ports.grpc = state_->grpc->start(options.host, options.grpc_port, options.max_request_bytes,
+                                     options.http_threads);
+  }
+  return ports;
 }
 
 void Server::serve() {
@@ -180,23 +171,9 @@ void Server::serve() {
   });
   std::exception_ptr failure;
   try {
-    for (auto& entry : state.entries) {
-      if (state.stopped) break;
-      auto config = state.options.defaults;
-      if (!entry->source.config.empty()) config = read_model_config(entry->source.config, config);
-      entry->model = std::make_unique<ServedModel>(entry->source.name, entry->source.version,
-                                                   entry->source.path, config, state.options.load);
-      entry->batcher = std::make_unique<Batcher>(*entry->model, entry->metrics);
-      entry->ready.store(true, std::memory_order_release);
-    }
-    std::string loaded;
-    for (const auto& entry : state.entries) {
-      if (!entry->ready) continue;
-      loaded += (loaded.empty() ? "" : ", ") + entry->source.name + " (version " +
-                entry->source.version + ", " + entry->model->platform() +
-                (entry->model->batching() ? ", batched" : "") + ")";
-    }
+    const auto loaded = state.models->load_at_start([&state] { return state.stopped.load(); });
     if (!state.stopped) state.log("ready: " + loaded);
+    state.models->start_polling();
     state.ready = !state.stopped;
     if (state.stopped) stop();  // a stop() that came before the listener ran
   } catch (...) {
@@ -210,6 +187,9 @@ void Server::serve() {
 void Server::stop() {
   state_->stopped = true;
   state_->ready = false;
+  // gRPC's calls in flight finish (for up to --timeout), new ones are refused.
+  if (state_->grpc) state_->grpc->stop(state_->options.timeout_s);
+  state_->models->stop_polling();
   if (!state_->serving) return;
   // httplib's stop() before its listen loop has begun would be lost: wait for it to run.
   while (!state_->http.is_running() && !state_->listener_done) {
@@ -219,12 +199,8 @@ void Server::stop() {
 }
 
 json Server::State::model_metadata(const Entry& entry) const {
-  json versions = json::array();
-  for (const auto& other : entries) {
-    if (other->source.name == entry.source.name) versions.push_back(other->source.version);
-  }
   return {{"name", entry.source.name},
-          {"versions", versions},
+          {"versions", models->versions(entry.source.name)},
           {"platform", entry.model->platform()},
           {"inputs", tensors_json(entry.model->inputs())},
           {"outputs", tensors_json(entry.model->outputs())}};
@@ -250,24 +226,23 @@ void Server::State::routes() {
     send_json(response, ready ? 200 : 503, {{"ready", ready.load()}});
   });
   http.Get("/v2", [](const httplib::Request&, httplib::Response& response) {
-    send_json(response, 200,
-              {{"name", "tsnative"},
-               {"version", TSNATIVE_VERSION},
-               {"extensions", {"binary_tensor_data", "classification"}}});
+    send_json(
+        response, 200,
+        {{"name", "tsnative"}, {"version", TSNATIVE_VERSION}, {"extensions", server_extensions()}});
   });
   http.Get(model, guarded([this](const httplib::Request& request, httplib::Response& response) {
-             send_json(response, 200, model_metadata(find_ready(request)));
+             send_json(response, 200, model_metadata(*find_ready(request)));
            }));
   http.Get(model + "/ready",
            guarded([this](const httplib::Request& request, httplib::Response& response) {
-             const auto& entry = find(request.matches[1], request.matches[2]);
-             const bool model_ready = entry.ready.load(std::memory_order_acquire);
-             send_json(response, model_ready ? 200 : 503,
-                       {{"name", entry.source.name}, {"ready", model_ready}});
+             const std::string name = request.matches[1];
+             const bool model_ready = models->is_ready(name, request.matches[2]);
+             send_json(response, model_ready ? 200 : 503, {{"name", name}, {"ready", model_ready}});
            }));
   http.Get(model + "/config",
            guarded([this](const httplib::Request& request, httplib::Response& response) {
-             const auto& entry = find_ready(request);
+             const auto found = find_ready(request);
+             const auto& entry = *found;
              const auto& config = entry.model->config();
              send_json(response, 200,
                        {{"name", entry.source.name},
@@ -285,10 +260,39 @@ void Server::State::routes() {
     infer(request, response);
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    const auto serving = models->serving();
     std::vector<const ModelMetrics*> metrics;
-    for (const auto& entry : entries) metrics.push_back(&entry->metrics);
+    for (const auto& entry : serving) metrics.push_back(entry->metrics.get());
     response.set_content(prometheus_text(metrics), "text/plain; version=0.0.4");
   });
+  // The model repository extension (Triton's): the index, and load / unload under
+  // --model-control explicit.
+  http.Post("/v2/repository/index",
+            guarded([this](const httplib::Request& request, httplib::Response& response) {
+              const bool only_ready =
+                  repository_body(request.body, {"ready"}).value("ready", false);
+              json rows = json::array();
+              for (const auto& row : models->index()) {
+                if (only_ready && row.state != "READY") continue;
+                json item{{"name", row.name}, {"version", row.version}, {"state", row.state}};
+                if (!row.reason.empty()) item["reason"] = row.reason;
+                rows.push_back(std::move(item));
+              }
+              send_json(response, 200, rows);
+            }));
+  const std::string repository_model = R"(/v2/repository/models/([^/]+))";
+  http.Post(repository_model + "/load",
+            guarded([this](const httplib::Request& request, httplib::Response& response) {
+              models->load(request.matches[1],
+                           parameter_names(repository_body(request.body, {"parameters"})));
+              send_json(response, 200, json::object());
+            }));
+  http.Post(repository_model + "/unload",
+            guarded([this](const httplib::Request& request, httplib::Response& response) {
+              models->unload(request.matches[1],
+                             parameter_names(repository_body(request.body, {"parameters"})));
+              send_json(response, 200, json::object());
+            }));
   // httplib's own answers (no route, 413 for a body over the limit, 400 for a request it
   // cannot parse) in the protocol's error form.
   http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
@@ -321,16 +325,13 @@ void Server::State::routes() {
 
 void Server::State::infer(const httplib::Request& request, httplib::Response& response) {
   const auto start = std::chrono::steady_clock::now();
-  Entry* entry = nullptr;
+  std::shared_ptr<const Entry> entry;
   try {
-    entry = &find_ready(request);
+    entry = find_ready(request);
     const auto parsed = parse_infer_request(request.body, header_length(request));
-    const auto& model = *entry->model;
-    auto outputs = entry->batcher->submit(model.arguments(parsed)).get();
-    std::vector<bool> binary;
-    const auto tensors = model.respond(parsed, outputs, binary);
+    const auto answer = models->infer(*entry, parsed);
     auto encoded = encode_infer_response(entry->source.name, entry->source.version, parsed.id,
-                                         tensors, binary);
+                                         answer.tensors, answer.binary);
     if (encoded.json_length) {
       response.set_header("Inference-Header-Content-Length", std::to_string(*encoded.json_length));
       response.set_content(std::move(encoded.body), "application/octet-stream");
@@ -338,7 +339,7 @@ void Server::State::infer(const httplib::Request& request, httplib::Response& re
       response.set_content(std::move(encoded.body), "application/json");
     }
     response.status = 200;
-    entry->metrics.request_success += 1;
+    entry->metrics->request_success += 1;
   } catch (const ProtocolError& e) {
     send_error(response, e.status(), e.what());
   } catch (const Error& e) {  // the model refused the inputs, or failed on them
@@ -347,8 +348,8 @@ void Server::State::infer(const httplib::Request& request, httplib::Response& re
     send_error(response, 500, e.what());
   }
   if (entry) {
-    if (response.status != 200) entry->metrics.request_failure += 1;
-    entry->metrics.request_duration_us += microseconds_since(start);
+    if (response.status != 200) entry->metrics->request_failure += 1;
+    entry->metrics->request_duration_us += microseconds_since(start);
   }
 }
 

@@ -1,11 +1,12 @@
 """tsnative.serve: the native inference server (`ts-infer serve`, KServe's Open Inference
-Protocol v2 over REST) started from Python. The server is the C++ program itself, in a process
-of its own: no Python on its request path, and a crash or a Ctrl-C there never takes the
-caller with it.
+Protocol v2 over REST and gRPC) started from Python. The server is the C++ program itself, in
+a process of its own: no Python on its request path, and a crash or a Ctrl-C there never
+takes the caller with it.
 
     tsnative.serve("models/")                          # blocks until Ctrl-C
-    with tsnative.serve("model.pt2", http_port=0, background=True) as server:
+    with tsnative.serve("model.pt2", http_port=0, grpc_port=0, background=True) as server:
         requests.post(f"{server.url}/v2/models/model/infer", json=...)
+        tritonclient.grpc.InferenceServerClient(server.grpc_address)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"listening on (http://\S+)(?: and grpc://(\S+))?")
 
 
 def ts_infer_path() -> Path:
@@ -50,7 +51,8 @@ class ServerError(RuntimeError):
 
 
 class Server:
-    """A running `ts-infer serve`: its url, whether it is ready, and stop(). A context manager
+    """A running `ts-infer serve`: its url (HTTP), grpc_address (host:port, None without
+    gRPC), whether it is ready, and stop(). A context manager
     that stops it on exit. Its log lines (one per request at log_level="info") go to
     self.log, and to stderr when echo is true."""
 
@@ -64,8 +66,11 @@ class Server:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.url = self._wait_for(_LISTENING, timeout=60).group(1)
+        listening = self._wait_for(_LISTENING, timeout=60)
+        self.url = listening.group(1)
         self.port = int(self.url.rsplit(":", 1)[1])
+        self.grpc_address: str | None = listening.group(2)
+        self.grpc_port = int(self.grpc_address.rsplit(":", 1)[1]) if self.grpc_address else None
 
     def _read(self) -> None:
         assert self._process.stderr is not None
@@ -135,6 +140,7 @@ def serve(
     path: str | os.PathLike[str],
     *,
     http_port: int = 8000,
+    grpc_port: int | None = 8001,
     host: str = "127.0.0.1",
     background: bool = False,
     device: str = "cpu",
@@ -146,13 +152,19 @@ def serve(
     instances: int = 1,
     max_request_bytes: int | None = None,
     timeout: int | None = None,
+    model_control: str = "none",
+    load_models: Sequence[str] = (),
+    repository_poll_secs: int | None = None,
     log_level: str = "info",
     echo: bool | None = None,
 ) -> Server | int:
     """Serves a model file (.pt, .pt2), a folder of them or a Triton-style repository
-    (NAME/VERSION/model.pt) over KServe's Open Inference Protocol v2, as `ts-infer serve`
-    does (its flags, by the same names). http_port=0 takes any free port (server.url says
-    which).
+    (NAME/VERSION/model.pt) over KServe's Open Inference Protocol v2, REST and gRPC, as
+    `ts-infer serve` does (its flags, by the same names). A port of 0 takes any free one
+    (server.url and server.grpc_address say which); grpc_port=None serves no gRPC.
+    model_control="explicit" loads only `load_models` at start ("*": all), then models are
+    loaded and unloaded on request (POST /v2/repository/models/NAME/load, or a client's
+    load_model); "poll" reloads models as their files change, every repository_poll_secs.
 
     background=False blocks until the server stops (Ctrl-C stops it cleanly) and returns its
     exit status. background=True returns a Server once it listens, loading its models (call
@@ -161,9 +173,14 @@ def serve(
     """
     command = [str(ts_infer_path()), "serve", os.fspath(path)]
     command += ["--http-port", str(http_port), "--host", host, "--device", device]
+    command += ["--grpc-port", str(-1 if grpc_port is None else grpc_port)]
     command += ["--optimize", optimize, "--max-batch-size", str(max_batch_size)]
     command += ["--max-queue-delay-us", str(max_queue_delay_us), "--instances", str(instances)]
-    command += ["--log-level", log_level]
+    command += ["--log-level", log_level, "--model-control", model_control]
+    for name in load_models:
+        command += ["--load-model", name]
+    if repository_poll_secs is not None:
+        command += ["--repository-poll-secs", str(repository_poll_secs)]
     for size in preferred_batch_sizes:
         command += ["--preferred-batch-size", str(size)]
     if threads is not None:
