@@ -13,7 +13,8 @@ packages=(
   libpng-dev            # PNG decoding
   libcpp-httplib-dev    # ts-infer serve: HTTP/1.1 server (cpp-httplib)
   libsimdjson-dev       # ts-infer serve: request bodies (JSON tensors at gigabytes a second)
-  libgrpc++-dev         # ts-infer serve: the gRPC front (gRPC C++, protobuf)
+  libgrpc++-dev         # ts-infer serve: the gRPC front (gRPC C++)
+  libprotobuf-dev       # its messages (libgrpc++-dev does not always bring it)
   protobuf-compiler-grpc  # protoc and gRPC's plugin, for the service's generated code
   pkg-config            # finds cpp-httplib
   ccache                # faster rebuilds

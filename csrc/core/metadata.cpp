@@ -78,6 +78,7 @@ Metadata parse_metadata(const std::string& json, const std::string& source) {
     }
     metadata.tsnative_version = document.value("tsnative_version", "");
     metadata.export_method = document.value("export_method", "");
+    metadata.quantization = document.value("quantization", "");
     if (document.contains("preprocess") && !document["preprocess"].is_null()) {
       const auto& spec = document["preprocess"];
       Preprocess preprocess;
@@ -105,6 +106,7 @@ std::string to_json(const Metadata& metadata) {
                              {"labels", metadata.labels},
                              {"input_shape", metadata.input_shape}};
   if (!metadata.input_dtype.empty()) document["input_dtype"] = metadata.input_dtype;
+  if (!metadata.quantization.empty()) document["quantization"] = metadata.quantization;
   if (metadata.preprocess) {
     const auto& preprocess = *metadata.preprocess;
     document["preprocess"] = {{"resize", preprocess.resize},

@@ -19,6 +19,8 @@ struct Metadata {
   std::string input_dtype;               // its dtype ("float32", "int64"); empty if unknown
   std::string tsnative_version;          // version that wrote the file
   std::string export_method;             // "script" or "trace"
+  // How the weights and activations were quantized ("int8: PT2E ..."); empty if not.
+  std::string quantization;
 };
 
 // Name of the metadata file inside the archive (under extra/).

@@ -90,6 +90,8 @@ bool cpu_has(const std::string& capability) {
 
 bool cpu_has_native_bf16() { return cpu_has("avx512_bf16") || cpu_has("amx_bf16"); }
 
+bool cpu_has_vnni() { return cpu_has("avx512_vnni") || cpu_has("avx_vnni") || cpu_has("amx_int8"); }
+
 std::string torch_version() { return TORCH_VERSION; }
 
 }  // namespace tsnative

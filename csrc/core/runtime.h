@@ -38,6 +38,11 @@ bool cpu_has(const std::string& capability);
 // Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16).
 bool cpu_has_native_bf16();
 
+// Whether this CPU has an int8 dot product instruction (AVX512-VNNI, AVX-VNNI or AMX-INT8).
+// Without one, oneDNN's int8 kernels sum pairs of u8 x s8 products in 16 bits, which saturate
+// unless activations keep to 7 bits.
+bool cpu_has_vnni();
+
 // The LibTorch version tsnative was compiled against, e.g. "2.13.0".
 std::string torch_version();
 

@@ -510,6 +510,7 @@ void bind_images(py::module_& m) {
       .def_readwrite("input_dtype", &Metadata::input_dtype)
       .def_readwrite("tsnative_version", &Metadata::tsnative_version)
       .def_readwrite("export_method", &Metadata::export_method)
+      .def_readwrite("quantization", &Metadata::quantization)
       .def("to_json", [](const Metadata& metadata) { return to_json(metadata); })
       .def_static("from_json", &parse_metadata, py::arg("text"), py::arg("source"));
   m.attr("METADATA_FILE") = kMetadataFile;
@@ -574,6 +575,7 @@ void bind_runtime(py::module_& m) {
   m.def("set_num_interop_threads", &set_num_interop_threads, py::arg("n"));
   m.def("load_library", &load_library, py::arg("path"), py::call_guard<py::gil_scoped_release>());
   m.def("cpu_has_native_bf16", &cpu_has_native_bf16);
+  m.def("cpu_has_vnni", &cpu_has_vnni);
   m.def("get_num_threads", &num_threads);
   m.def("cuda_available", &cuda_available);
   m.def("torch_version", &torch_version);

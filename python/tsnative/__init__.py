@@ -29,11 +29,13 @@ from ._C import (
     ScriptObject,
     __version__,
     cpu_has_native_bf16,
+    cpu_has_vnni,
     cuda_available,
     get_num_threads,
     set_num_interop_threads,
     set_num_threads,
 )
+from .accuracy import AccuracyReport
 from .compare import Comparison, compare
 from .export import ExportError, ExportWarning, export
 from .formats import NAMES as FORMATS
@@ -48,6 +50,7 @@ cmake_prefix_path = os.path.join(os.path.dirname(__file__), "share", "cmake")
 __all__ = [
     "FORMATS",
     "OPTIMIZE_LEVELS",
+    "AccuracyReport",
     "ArgumentError",
     "Classification",
     "Comparison",
@@ -67,6 +70,7 @@ __all__ = [
     "cmake_prefix_path",
     "compare",
     "cpu_has_native_bf16",
+    "cpu_has_vnni",
     "cuda_available",
     "decode_image",
     "export",

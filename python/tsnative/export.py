@@ -4,15 +4,17 @@ proven to match."""
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from . import _C, formats
+from . import _C, accuracy, formats
 from .backends import ExportOptions, WriteFailure
+from .backends._torch_export import shows_progress, stage
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -120,6 +122,77 @@ def _grown_batch(example: tuple[Any, ...]) -> tuple[Any, ...] | None:
     return tuple(torch.cat([value, value[:1]]) for value in example)
 
 
+def _calibration_batches(
+    quantize: str | None, calibration: Iterable[Any] | None, chosen: formats.Format
+) -> tuple[tuple[Any, ...], ...]:
+    """The calibration batches as argument tuples; ValueError if quantize and calibration do
+    not go together, or with this format."""
+    if quantize is None:
+        if calibration is not None:
+            raise ValueError("calibration= is for quantize='int8'")
+        return ()
+    if quantize != "int8":
+        raise ValueError(f"quantize must be 'int8' or None, not {quantize!r}")
+    if chosen.name != "aoti":
+        raise ValueError(
+            f"quantize='int8' writes an AOTInductor package (.pt2), not {chosen.title}: "
+            "oneDNN's int8 kernels are reached through Inductor"
+        )
+    batches = tuple(_as_tuple(batch) for batch in calibration or ())
+    if not batches:
+        raise ValueError(
+            "quantize='int8' needs calibration=: a few batches of real inputs (a list of "
+            "tensors, or of argument tuples), from which the activations' ranges are set"
+        )
+    return batches
+
+
+def _shapes(inputs: tuple[Any, ...]) -> list[Any]:
+    return [list(value.shape) if isinstance(value, torch.Tensor) else None for value in inputs]
+
+
+def _check_static_shapes(
+    example: tuple[Any, ...], others: list[tuple[str, tuple[Any, ...]]]
+) -> None:
+    """An int8 package is compiled for the example's shapes (with a dynamic batch,
+    AOTInductor's int8 code computes wrong results in torch 2.13: measured, tests/test_int8.py),
+    so its calibration and check inputs must have them too."""
+    for which, inputs in others:
+        if _shapes(inputs) != _shapes(example):
+            raise ValueError(
+                f"an int8 package runs the example's shapes only, {_shapes(example)}, and "
+                f"{which} has {_shapes(inputs)}: give calibration batches and check inputs "
+                "of the example's batch size"
+            )
+
+
+def _check_accuracy(
+    model: torch.nn.Module,
+    native: Module,
+    input_sets: list[tuple[Any, ...]],
+    thresholds: tuple[float, float],
+    progress: bool | None,
+) -> accuracy.AccuracyReport:
+    """The int8 model against the float model; ExportError if it misses a threshold."""
+    with stage(progress, f"int8: comparing with the float model on {len(input_sets)} inputs"):
+        try:
+            report = accuracy.measure(model, native, input_sets, native.optimization)
+        except _C.InferenceError as error:
+            raise ExportError(
+                f"the int8 model failed on an input: {str(error).splitlines()[0]}"
+            ) from None
+    if shows_progress(progress):
+        print(f"int8: {report}", file=sys.stderr)
+    shortfall = report.shortfall(*thresholds)
+    if shortfall:
+        raise ExportError(
+            f"the int8 model is too far from the float model ({shortfall}), {report}. "
+            "Calibrate on more batches of real inputs, export in float32, or lower "
+            "min_cosine / min_top1_agreement if that is close enough"
+        )
+    return report
+
+
 def export(
     model: torch.nn.Module,
     example_inputs: Any,
@@ -135,6 +208,10 @@ def export(
     dynamic_batch: bool = True,
     progress: bool | None = None,
     strict: bool = True,
+    quantize: Literal["int8"] | None = None,
+    calibration: Iterable[Any] | None = None,
+    min_cosine: float = 0.99,
+    min_top1_agreement: float = 0.95,
 ) -> Module:
     """Saves `model` as a file that carries its labels and preprocessing, proven to match.
 
@@ -157,6 +234,17 @@ def export(
     strict=False writes it and says so in an ExportWarning. torch.export (``.pt2``, ``.onnx``)
     refuses such a model itself.
 
+    quantize="int8" (``.pt2`` only; needs torchao, the ``int8`` extra): post-training static
+    quantization (PT2E with the x86 Inductor quantizer), the activations' ranges set from the
+    `calibration` batches (an iterable of inputs, each a tensor or a tuple of arguments: a few
+    batches of real data), compiled by AOTInductor into oneDNN's int8 kernels. Instead of the
+    rtol/atol check, the package is compared with the float model on the calibration batches and
+    the inputs above: the cosine similarity of every output row and, for outputs shaped
+    [batch, classes], the top-1 agreement; below `min_cosine` or `min_top1_agreement` raises
+    ExportError with the figures. The returned Module's ``accuracy`` holds them. An int8
+    package runs the example's shapes only (compiled with a dynamic batch, torch 2.13's int8
+    code computes wrong results): calibration batches and check inputs must have them too.
+
     labels: a list of class names, a text file (one per line), or "imagenet".
     preprocess: "imagenet", or a dict with any of resize, crop, mean, std, color.
     Returns the exported file, loaded.
@@ -177,6 +265,12 @@ def export(
         metadata.input_dtype = str(example[0].dtype).removeprefix("torch.")
     metadata.tsnative_version = _C.__version__
 
+    calibration_batches = _calibration_batches(quantize, calibration, chosen)
+    if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= min_top1_agreement <= 1.0):
+        raise ValueError(
+            f"min_cosine must lie in [-1, 1] and min_top1_agreement in [0, 1], not "
+            f"{min_cosine} and {min_top1_agreement}"
+        )
     if chosen.torch_export and method != "auto":
         raise ValueError(
             f"method={method!r} is TorchScript's; an {chosen.title} export is {chosen.exporter}'s"
@@ -188,7 +282,17 @@ def export(
         (f"check input #{number + 1}", _as_tuple(inputs))
         for number, inputs in enumerate(check_inputs or ())
     ]
-    options = ExportOptions(method, dynamic_batch, progress, path.name)
+    if quantize is not None:
+        dynamic_batch = False
+        _check_static_shapes(
+            example,
+            input_sets[1:]
+            + [(f"calibration batch #{n + 1}", b) for n, b in enumerate(calibration_batches)],
+        )
+    options = ExportOptions(
+        method, dynamic_batch, progress, path.name, quantize, calibration_batches
+    )
+    report = None
     try:
         try:
             written = chosen.write_module().write(model, example, str(staging), metadata, options)
@@ -210,9 +314,15 @@ def export(
                 "rows, or export with dynamic_batch=False."
             )
         native = load(staging)
-        _check_matches_eager(
-            model, native, input_sets, written.how, hint, rtol, atol, flat=chosen.flat_outputs
-        )
+        if quantize is None:
+            _check_matches_eager(
+                model, native, input_sets, written.how, hint, rtol, atol, flat=chosen.flat_outputs
+            )
+        else:
+            tried = list(calibration_batches) + [inputs for _, inputs in input_sets]
+            report = _check_accuracy(
+                model, native, tried, (min_cosine, min_top1_agreement), progress
+            )
         _check_one_label_per_class(native, example, metadata.labels)
         if written.untrusted and strict:
             raise ExportError(
@@ -233,4 +343,6 @@ def export(
         )
     if written.after is not None:
         written.after()
-    return load(path)
+    exported = load(path)
+    exported.accuracy = report
+    return exported

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Literal
 import torch
 
 from . import _C, formats
+from .accuracy import AccuracyReport
 from .backends import onnx_runner
 
 PathLike = str | os.PathLike[str]
@@ -28,6 +29,8 @@ class Module:
 
     def __init__(self, model: _C.Model | onnx_runner.OnnxModel) -> None:
         self._model = model
+        # What export(quantize="int8") measured of the package it returns; None otherwise.
+        self.accuracy: AccuracyReport | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._model.call("forward", *args, **kwargs)

@@ -65,6 +65,20 @@ TEST(AotiPlatformTest, ADevicePackageIsRefusedElsewhere) {
   EXPECT_NE(problem.find("--device cuda"), std::string::npos) << problem;
 }
 
+TEST(AotiPlatformTest, Int8NamesTheFastestInt8InstructionsOfEachCpuKind) {
+  // Every branch on every CPU: the AVX2-only EPYC, the AVX512-VNNI one, an AMX Xeon.
+  using tsnative::int8_instructions;
+  auto vnni = kAvx512;
+  vnni.insert("avx512_vnni");
+  auto amx = vnni;
+  amx.insert({"amx_tile", "amx_int8"});
+  EXPECT_EQ(int8_instructions(cpu_with(amx)), "AMX-INT8 tiles");
+  EXPECT_EQ(int8_instructions(cpu_with(vnni)), "AVX512-VNNI");
+  EXPECT_EQ(int8_instructions(cpu_with({"avx2", "avx_vnni"})), "AVX-VNNI");
+  EXPECT_EQ(int8_instructions(cpu_with({"avx2", "fma3"})),
+            "no VNNI or AMX, AVX2's int8 arithmetic (slower than on a CPU with either)");
+}
+
 TEST(AotiInputsTest, ParsesStaticAndDynamicDimensions) {
   const auto inputs = tsnative::parse_inputs(
       R"([{"name": "x", "dtype": "float32",

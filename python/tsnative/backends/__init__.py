@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 class WriteFailure(Exception):
@@ -30,6 +31,8 @@ class ExportOptions:
     dynamic_batch: bool = True  # torch.export's formats: the first dimension dynamic
     progress: bool | None = None  # long compiles show their stages (None: when stderr is a tty)
     name: str = ""  # how progress lines call the file
+    quantize: str | None = None  # AOTInductor's: "int8", or None for the model's own precision
+    calibration: tuple[tuple[Any, ...], ...] = ()  # int8's calibration batches (argument tuples)
 
 
 @dataclass(frozen=True)

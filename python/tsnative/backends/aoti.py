@@ -6,19 +6,16 @@ TorchScript archive; only writing one needs Python (torch.export and Inductor's 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from .. import _C
-from . import ExportOptions, WriteFailure, Written
+from . import ExportOptions, WriteFailure, Written, int8
 from ._quiet import quiet
+from ._torch_export import cause, exported, size_oblivious, stage
 
 
 def write(
@@ -39,8 +36,13 @@ def write(
                 f"#{number} is of type {type(value).__name__}"
             )
     progress, name = options.progress, options.name
-    with _stage(progress, f"torch.export: {name}"):
-        program = _exported(model, example, options.dynamic_batch)
+    if options.quantize == "int8":
+        program, metadata.quantization = int8.quantized_program(
+            model, example, options.calibration, options.dynamic_batch, progress, name
+        )
+    else:
+        with stage(progress, f"torch.export: {name}"):
+            program = exported(model, example, options.dynamic_batch)
     metadata.export_method = "torch._inductor.aoti_compile_and_package"
     configs = {
         "freezing": True,
@@ -50,14 +52,16 @@ def write(
             _C.PACKAGE_CPU_FLAGS_KEY: _unrecorded_cpu_flags(),
         },
     }
-    with _stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
+    with stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
         try:
-            with _size_oblivious(), quiet():
+            # Inductor freezes (folds and prepacks the weights, lowers int8 patterns to
+            # oneDNN's kernels) only with autograd off: without no_grad "freezing" does nothing.
+            with size_oblivious(), quiet(), torch.no_grad():
                 torch._inductor.aoti_compile_and_package(
                     program, package_path=path, inductor_configs=configs
                 )
         except Exception as error:
-            raise WriteFailure(f"AOTInductor failed: {_cause(error)}") from None
+            raise WriteFailure(f"AOTInductor failed: {cause(error)}") from None
     return Written("AOTInductor")
 
 
@@ -71,21 +75,6 @@ def _unrecorded_cpu_flags() -> str:
         isa = cpu_vec_isa.pick_vec_isa()
     has_bf16 = getattr(isa, "is_avx512_bf16_supported", None)
     return "avx512_bf16" if has_bf16 is not None and has_bf16() else ""
-
-
-def _exported(
-    model: torch.nn.Module, example: tuple[Any, ...], dynamic_batch: bool
-) -> torch.export.ExportedProgram:
-    dynamic_shapes = None
-    if dynamic_batch:
-        dynamic_shapes = tuple(
-            {0: torch.export.Dim.DYNAMIC} if value.dim() >= 1 else None for value in example
-        )
-    try:
-        with _size_oblivious(), quiet(), torch.no_grad():
-            return torch.export.export(model, example, dynamic_shapes=dynamic_shapes)
-    except Exception as error:
-        raise WriteFailure(f"torch.export failed: {_cause(error)}") from None
 
 
 def _input_specs(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
@@ -113,54 +102,3 @@ def _input_specs(program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
         dtype = str(value.dtype).removeprefix("torch.")
         specs.append({"name": node.name, "dtype": dtype, "shape": shape})
     return specs
-
-
-def _size_oblivious() -> contextlib.AbstractContextManager[None]:
-    """An example batch of 1 must not specialise the batch to 1: torch.export and Inductor
-    otherwise treat sizes 0 and 1 as constants (both steps need it)."""
-    import torch.fx.experimental._config as fx_config
-
-    return fx_config.patch(backed_size_oblivious=True)
-
-
-@contextlib.contextmanager
-def _stage(progress: bool | None, description: str) -> Iterator[None]:
-    """A line on stderr that counts the seconds while a slow step runs (progress None: when
-    stderr is a terminal)."""
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        yield
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(desc=description, bar_format="{desc}: {elapsed}", file=sys.stderr, leave=True)
-    done = threading.Event()
-
-    def tick() -> None:
-        while not done.wait(1.0):
-            bar.refresh()
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        done.set()
-        ticker.join()
-        bar.bar_format = "{desc}"
-        bar.set_description_str(f"{description}: done in {time.monotonic() - started:.0f} s")
-        bar.close()
-
-
-def _cause(error: BaseException) -> str:
-    """The failure in a line, and the model's own line where torch.export stopped (its messages
-    go on with suggestions and links)."""
-    text = str(error).strip()
-    summary = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip()
-    lines = text.splitlines()
-    for number, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("File ") and "/torch/" not in stripped and number + 1 < len(lines):
-            summary += f" (at {stripped}: {lines[number + 1].strip()})"
-            break
-    return summary

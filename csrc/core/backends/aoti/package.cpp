@@ -157,6 +157,13 @@ void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Te
   }
 }
 
+std::string int8_instructions(const std::function<bool(const std::string&)>& cpu_has) {
+  if (cpu_has("amx_int8")) return "AMX-INT8 tiles";
+  if (cpu_has("avx512_vnni")) return "AVX512-VNNI";
+  if (cpu_has("avx_vnni")) return "AVX-VNNI";
+  return "no VNNI or AMX, AVX2's int8 arithmetic (slower than on a CPU with either)";
+}
+
 PackageDescription read_package(const std::string& path, const std::string& source,
                                 const c10::Device& device,
                                 const std::function<bool(const std::string&)>& cpu_has) {
@@ -185,6 +192,10 @@ PackageDescription read_package(const std::string& path, const std::string& sour
                         value_of(package.entries, "AOTI_DEVICE_KEY") +
                         (isa.empty() ? "" : " (" + isa + ")") +
                         (inputs_json.empty() ? "; inputs checked by the package's own code" : "");
+  if (!package.metadata.quantization.empty()) {
+    package.description += "; " + package.metadata.quantization;
+    if (device.is_cpu()) package.description += "; int8 on this CPU: " + int8_instructions(cpu_has);
+  }
   return package;
 }
 

@@ -47,6 +47,11 @@ std::vector<TensorSpec> parse_inputs(const std::string& json);
 // `specs` does not admit.
 void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs);
 
+// The fastest int8 instructions this CPU has for oneDNN's int8 kernels (AMX-INT8, AVX512-VNNI,
+// AVX-VNNI), or that it has none of them.
+std::string int8_instructions(
+    const std::function<bool(const std::string&)>& cpu_has = tsnative::cpu_has);
+
 struct PackageDescription {
   std::unordered_map<std::string, std::string> entries;  // aot_inductor.metadata, as written
   std::vector<TensorSpec> inputs;  // empty if the package does not describe them

@@ -1,0 +1,95 @@
+"""The int8 level of AOTInductor packages: post-training static quantization through PyTorch 2
+export quantization (PT2E) with torchao's x86 Inductor quantizer, which AOTInductor's freezing
+passes lower to oneDNN's int8 convolutions and matrix products (qconv, qlinear).
+
+Activations are quantized per tensor, from the ranges the calibration batches show; weights per
+output channel. The quantizer's module also registers the Inductor passes that do the lowering:
+without them the package would run float32 kernels between quantize and dequantize steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .. import _C
+from .._extras import install_hint
+from . import WriteFailure
+from ._quiet import quiet
+from ._torch_export import cause, exported, stage
+
+SCHEME = (
+    "PT2E static quantization (x86 Inductor quantizer: activations per tensor, weights per channel)"
+)
+
+
+def quantized_program(
+    model: torch.nn.Module,
+    example: tuple[Any, ...],
+    calibration: Sequence[tuple[Any, ...]],
+    dynamic_batch: bool,
+    progress: bool | None,
+    name: str,
+) -> tuple[torch.export.ExportedProgram, str]:
+    """The int8 model as an exported program for aoti_compile_and_package (with freezing), and
+    how it was quantized, in a line, for the package's metadata."""
+    # Without VNNI, oneDNN adds u8 x s8 products in pairs into 16 bits, which 8-bit activations
+    # overflow (a trained digits classifier kept 13% of its top-1 answers): 7 bits do not.
+    reduce_range = not _C.cpu_has_vnni()
+    prepare_pt2e, convert_pt2e, quantizer = _torchao(reduce_range)
+    with stage(progress, f"int8: torch.export for quantization: {name}"):
+        captured = _captured(model, example, dynamic_batch)
+    try:
+        with quiet():
+            prepared = prepare_pt2e(captured.module(), quantizer)
+    except Exception as error:
+        raise WriteFailure(
+            f"the int8 quantizer cannot annotate the model: {cause(error)}"
+        ) from None
+    with stage(progress, f"int8: calibrating on {len(calibration)} batches"), torch.no_grad():
+        for number, batch in enumerate(calibration):
+            try:
+                prepared(*batch)
+            except Exception as error:
+                raise WriteFailure(
+                    f"calibration batch #{number + 1} does not run: {cause(error)}"
+                ) from None
+    with quiet():
+        converted = convert_pt2e(prepared)
+    program = exported(converted, example, dynamic_batch)
+    bits = ", 7-bit activations (this CPU has no VNNI)" if reduce_range else ""
+    shapes = [list(value.shape) for value in example]
+    return program, (
+        f"int8: {SCHEME}{bits}, calibrated on {len(calibration)} batches, for inputs {shapes}"
+    )
+
+
+def _captured(
+    model: torch.nn.Module, example: tuple[Any, ...], dynamic_batch: bool
+) -> torch.export.ExportedProgram:
+    """Strict export first: non-strict export names a module called twice (ResNet's shared
+    ReLU) as one source, which the quantizer refuses ("more than one output node"); strict
+    export cannot capture some Python, and non-strict then may still do."""
+    try:
+        return exported(model, example, dynamic_batch, strict=True)
+    except WriteFailure:
+        return exported(model, example, dynamic_batch, strict=False)
+
+
+def _torchao(reduce_range: bool) -> tuple[Any, Any, Any]:
+    """prepare_pt2e, convert_pt2e and the default x86 Inductor quantizer (torchao's; the torch
+    tsnative supports no longer ships torch.ao's), activations in 7 bits with reduce_range."""
+    try:
+        with quiet():  # torchao's import logs about kernels for GPUs this build has not
+            from torchao.quantization.pt2e import quantize_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+    except ImportError as error:
+        raise WriteFailure(
+            f"quantize='int8' needs torchao ({error}): {install_hint('int8')}"
+        ) from None
+    quantizer = x86.X86InductorQuantizer()
+    config = x86.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+    quantizer.set_global(config)
+    return quantize_pt2e.prepare_pt2e, quantize_pt2e.convert_pt2e, quantizer

@@ -1,0 +1,192 @@
+"""export(quantize="int8"): the digits classifier make demo trains, on scikit-learn's real
+handwritten digits, quantized with calibration and compiled into oneDNN's int8 kernels; its
+held-out accuracy against the float model's, the report export gives, and what it refuses."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import tsnative
+from torch import nn
+
+pytest.importorskip("torchao", reason="the int8 extra (torchao) is not installed")
+from demo import LABELS, preprocess, to_pixels, train
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+
+class Digits:
+    def __init__(self) -> None:
+        digits = load_digits()
+        train_x, test_x, train_y, test_y = train_test_split(
+            to_pixels(digits.data),
+            digits.target,
+            test_size=0.2,
+            random_state=0,
+            stratify=digits.target,
+        )
+        self.train_x, self.train_y = preprocess(train_x), torch.from_numpy(train_y)
+        self.test_x, self.test_y = preprocess(test_x), torch.from_numpy(test_y)
+        self.model = train(self.train_x, self.train_y)
+        # Calibration: 8 batches of 32 training digits (never the held-out ones).
+        self.calibration = list(self.train_x[:256].split(32))
+
+
+@pytest.fixture(scope="module")
+def digits() -> Digits:
+    return Digits()
+
+
+@pytest.fixture(scope="module")
+def int8_digits(digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> tsnative.Module:
+    path = tmp_path_factory.mktemp("int8") / "digits-int8.pt2"
+    return tsnative.export(
+        digits.model,
+        digits.calibration[0],
+        path,
+        labels=LABELS,
+        quantize="int8",
+        calibration=digits.calibration,
+        check_inputs=[digits.test_x[:32]],
+        progress=False,
+    )
+
+
+def test_int8_keeps_the_held_out_accuracy_of_the_float_model(
+    digits: Digits, int8_digits: tsnative.Module
+) -> None:
+    # The package runs batches of 32 (its example's): the 352 held-out digits that fill them.
+    test_x, test_y = digits.test_x[:352], digits.test_y[:352]
+    with torch.no_grad():
+        float_top1 = (digits.model(test_x).argmax(1) == test_y).double().mean()
+    predicted = torch.cat([int8_digits(batch).argmax(1) for batch in test_x.split(32)])
+    int8_top1 = (predicted == test_y).double().mean()
+    assert float_top1 > 0.9  # a trained model, or the comparison says nothing
+    assert int8_top1 >= float_top1 - 0.005, (float(int8_top1), float(float_top1))
+
+
+def test_int8_package_runs_onednn_int8_kernels(int8_digits: tsnative.Module) -> None:
+    """The convolutions and the linear layer lowered to oneDNN's int8 ops, not float32 kernels
+    between quantize and dequantize steps (what a package without Inductor's quantization
+    passes does, at float32's speed)."""
+    with zipfile.ZipFile(int8_digits.path) as package:
+        wrapper = next(
+            package.read(name).decode()
+            for name in package.namelist()
+            if name.endswith(".wrapper.cpp")
+        )
+    assert wrapper.count("qconv") >= 2 and "qlinear" in wrapper
+    assert "aoti_torch_cpu_convolution" not in wrapper
+
+
+def _expected_int8_instructions() -> str:
+    capability = torch._C._cpu._get_cpu_capability()
+    if capability.get("amx_int8"):
+        return "AMX-INT8 tiles"
+    if capability.get("avx512_vnni"):
+        return "AVX512-VNNI"
+    if capability.get("avx_vnni"):
+        return "AVX-VNNI"
+    return "no VNNI or AMX"
+
+
+def test_int8_optimization_says_how_and_what_this_cpu_runs_it_on(
+    int8_digits: tsnative.Module,
+) -> None:
+    optimization = int8_digits.optimization
+    assert "int8: PT2E static quantization" in optimization
+    assert "calibrated on 8 batches" in optimization
+    assert f"int8 on this CPU: {_expected_int8_instructions()}" in optimization
+    # 7-bit activations exactly where the CPU has no int8 dot product (they would overflow)
+    has_vnni = _expected_int8_instructions() != "no VNNI or AMX"
+    assert ("7-bit activations" in optimization) == (not has_vnni)
+    assert tsnative.cpu_has_vnni() == has_vnni
+    assert "for inputs [[32, 1, 32, 32]]" in optimization
+    assert int8_digits.labels == LABELS
+
+
+def test_int8_export_reports_its_accuracy_against_the_float_model(
+    digits: Digits, int8_digits: tsnative.Module
+) -> None:
+    report = int8_digits.accuracy
+    assert report is not None
+    # the calibration batches, the example (the first of them), the check input
+    assert report.inputs == 8 + 2
+    assert report.rows == 256 + 32 + 32
+    # The report's figures, recomputed here from the package and eager outputs.
+    batches = [*digits.calibration, digits.test_x[:32]]
+    with torch.no_grad():
+        expected = torch.cat([digits.model(batch) for batch in batches])
+    actual = torch.cat([int8_digits(batch) for batch in batches])
+    cosine = torch.nn.functional.cosine_similarity(actual.double(), expected.double(), dim=1)
+    assert report.cosine_min <= cosine.min().item() + 1e-9
+    assert report.cosine_min >= 0.99
+    agreement = (actual.argmax(1) == expected.argmax(1)).double().mean().item()
+    assert report.top1_agreement is not None and abs(report.top1_agreement - agreement) < 0.01
+    assert "top-1 agreement" in str(report)
+
+
+class NearTie(nn.Module):
+    """Two scores 0.001 * x[1] apart: int8 (weights per channel, 1/127 of the largest) rounds
+    the difference away, and the top-1 choice with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.001]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def test_int8_below_the_threshold_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(32, 2, generator=generator) for _ in range(4)]
+    path = tmp_path / "tie.pt2"
+    with pytest.raises(tsnative.ExportError, match="min_top1_agreement") as raised:
+        tsnative.export(
+            NearTie().eval(), batches[0], path, quantize="int8", calibration=batches, progress=False
+        )
+    assert "too far from the float model" in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_arguments_are_checked_before_any_work(digits: Digits, tmp_path: Path) -> None:
+    model, example = digits.model, digits.train_x[:8]
+    with pytest.raises(ValueError, match=r"AOTInductor package \(\.pt2\), not TorchScript"):
+        tsnative.export(model, example, tmp_path / "m.pt", quantize="int8", calibration=[example])
+    with pytest.raises(ValueError, match="needs calibration="):
+        tsnative.export(model, example, tmp_path / "m.pt2", quantize="int8")
+    with pytest.raises(ValueError, match="needs calibration="):
+        tsnative.export(model, example, tmp_path / "m.pt2", quantize="int8", calibration=[])
+    with pytest.raises(ValueError, match="calibration= is for quantize='int8'"):
+        tsnative.export(model, example, tmp_path / "m.pt2", calibration=[example])
+    with pytest.raises(ValueError, match="quantize must be 'int8' or None, not 'int4'"):
+        tsnative.export(model, example, tmp_path / "m.pt2", quantize="int4", calibration=[example])
+    with pytest.raises(ValueError, match="min_cosine must lie in"):
+        tsnative.export(
+            model, example, tmp_path / "m.pt2", quantize="int8", calibration=[example], min_cosine=2
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_calibration_batch_that_does_not_run_is_named(digits: Digits, tmp_path: Path) -> None:
+    good = digits.train_x[:8]
+    with pytest.raises(ValueError, match=r"calibration batch #2 has \[\[4, 1, 32, 32\]\]"):
+        tsnative.export(
+            digits.model, good, tmp_path / "m.pt2", quantize="int8", calibration=[good, good[:4]]
+        )
+    with pytest.raises(tsnative.ExportError, match="calibration batch #2 does not run"):
+        tsnative.export(
+            digits.model,
+            good,
+            tmp_path / "m.pt2",
+            quantize="int8",
+            calibration=[good, torch.zeros(8, 1, 32, 32, dtype=torch.int64)],
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []
