@@ -6,13 +6,16 @@ smoke run). Tables go to stdout, progress to stderr, everything to a JSON file
 
 Sections (each a module of benchmarks/bench/):
 1. latency   eager PyTorch, Python torch.jit.load, ONNX Runtime, OpenVINO (float32 and its
-             default precision) and tsnative at each optimize level, in one process,
-             interleaved round-robin after warm-up; then ts-infer at each level (one process
-             per level, its own --repeat). Models: bench/models.py.
+             default precision), their int8 (quantize_static, NNCF), tsnative at each
+             optimize level and its .pt2 packages (float32, bfloat16, int8), in one process,
+             interleaved round-robin after warm-up; then ts-infer at each level and on the
+             packages (one process each, its own --repeat). Models: bench/models.py.
 2. startup   ts-infer time to first prediction and peak RSS against a minimal Python script.
 3. overhead  per-call cost of tsnative.infer / Module on a tiny model against torch.jit.
 4. threads   images/s with 1, 2 and 4 Python threads calling one Module.
-5. targets   the ratios the project aims for (issues 4 and 12), met or missed.
+5. accuracy  int8 on a real encoder: all-MiniLM-L6-v2's trained weights on real sentences,
+             against sentence-transformers' float32 embeddings.
+6. targets   the ratios the project aims for (issues 4, 12 and 27), met or missed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 import tsnative
+from bench.accuracy import measure_int8_accuracy, print_accuracy
 from bench.calls import measure_overhead, measure_throughput
 from bench.common import LEVELS, NOISY_CORES, ROOT, STARTED, Settings, log
 from bench.latency import LatencyResult, measure_latency, print_latency
@@ -37,7 +41,7 @@ from bench.models import CLASSIFIER, DEFAULT_MODELS, MODELS, Case
 from bench.startup import measure_startup
 from bench.targets import evaluate_targets, noisy_measurements, print_targets
 
-SECTIONS = ("latency", "startup", "overhead", "threads")
+SECTIONS = ("latency", "startup", "overhead", "threads", "accuracy")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -105,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
 
     native_bf16 = bool({"avx512_bf16", "amx_bf16"} & set(machine["isa"]))
+    vnni = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine["isa"]))
     latency: list[LatencyResult] = []
     if "latency" in args.sections:
         for name in (name for name in args.models if name in scripts):
@@ -124,7 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "threads" in args.sections:
         wait_for_quiet(args.wait_quiet)
         throughput = measure_throughput(scripts[CLASSIFIER], settings)
-    targets = evaluate_targets(latency, startup, overhead, native_bf16)
+    accuracy = None
+    if "accuracy" in args.sections:
+        accuracy = measure_int8_accuracy(work)
+        print_accuracy(accuracy)
+    targets = evaluate_targets(latency, startup, overhead, native_bf16, vnni, accuracy)
     print_targets(targets)
     noisy = noisy_measurements(latency, startup, overhead, throughput)
     if noisy:
@@ -143,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "startup": startup,
         "overhead": overhead,
         "throughput": throughput,
+        "accuracy": asdict(accuracy) if accuracy else None,
         "targets": {
             title: [{**asdict(target), "status": target.status} for target in group]
             for title, group in targets.items()
@@ -154,10 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nwrote {args.out} ({runtime_s:.0f}s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -190,3 +190,46 @@ def test_int8_calibration_batch_that_does_not_run_is_named(digits: Digits, tmp_p
             progress=False,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+class EncoderWithPooler(nn.Module):
+    """Returns (hidden states, pooled), as transformers' BertModel does: the pooled output is
+    a linear layer and a tanh module on the first token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(16, 16)
+        self.pooler = nn.Sequential(nn.Linear(16, 16), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = torch.relu(self.layer(x))
+        return hidden, self.pooler(hidden[:, 0])
+
+
+class MeanPooled(nn.Module):
+    """all-MiniLM-L6-v2's head: the mean of the hidden states; the pooler's output unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = EncoderWithPooler()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.encoder(x)
+        return hidden.mean(1)
+
+
+def test_int8_quantizes_a_model_that_drops_an_output_it_computes(tmp_path: Path) -> None:
+    # The x86 quantizer failed on the unused linear + tanh (an IndexError from torchao) until
+    # the captured graph lost its dead code first.
+    generator = torch.Generator().manual_seed(1)
+    batches = [torch.randn(4, 8, 16, generator=generator) for _ in range(4)]
+    model = MeanPooled().eval()
+    module = tsnative.export(
+        model, batches[0], tmp_path / "pooled.pt2", quantize="int8", calibration=batches
+    )
+    with torch.no_grad():
+        want = model(batches[1])
+    got = module(batches[1])
+    assert torch.nn.functional.cosine_similarity(got, want).min() > 0.99
+    assert "int8" in module.optimization

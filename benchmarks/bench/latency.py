@@ -38,6 +38,7 @@ class Row:
     optimization: str = ""
     error: str = ""
     reduced_precision: bool = False  # computes below float32 (tsnative fast, OpenVINO's bf16)
+    quantized: bool = False  # int8 (tsnative's .pt2, ONNX Runtime's, OpenVINO's NNCF)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def ts_infer_rows(
     runs = [(f"ts-infer {level}", case.script_path, level) for level in LEVELS]
     runs += [(f"ts-infer .pt2 {precision}", path, "none") for precision, path in packages.items()]
     for name, model_path, level in runs:
-        reduced = level == "fast" or name.endswith("bf16")
+        reduced, quantized = level == "fast" or name.endswith("bf16"), name.endswith("int8")
         output_path = work / f"output-{name.replace(' ', '-')}.pt"
         command = [str(ts_infer.path), str(model_path), *input_args, "--json"]
         command += ["--repeat", str(repeat), "--threads", str(settings.threads)]
@@ -129,8 +130,9 @@ def ts_infer_rows(
                 samples=repeat,
                 setup_ms=report.get("load_ms"),
                 first_call_ms=report.get("first_forward_ms"),
-                check=case.check(output, reduced_precision=reduced),
+                check=case.check(output, reduced_precision=reduced, quantized=quantized),
                 optimization=str(report.get("optimization", "")),
+                quantized=quantized,
             )
         )
     return rows
@@ -163,7 +165,9 @@ def measure_latency(
         result.rounds = run_rounds(runners, settings, seed=case.batch)
     for runner in runners:
         median, p90 = median_p90(runner.times_ms)
-        check = case.check(runner.call(), reduced_precision=runner.reduced_precision)
+        check = case.check(
+            runner.call(), reduced_precision=runner.reduced_precision, quantized=runner.quantized
+        )
         result.rows.append(
             Row(
                 runner.name,
@@ -176,6 +180,7 @@ def measure_latency(
                 check=check,
                 optimization=runner.optimization,
                 reduced_precision=runner.reduced_precision,
+                quantized=runner.quantized,
             )
         )
     result.rows += failures
@@ -188,10 +193,10 @@ def measure_latency(
 
 
 def add_ratios(result: LatencyResult) -> None:
-    """Each tsnative row against the fastest peer of its precision (a float32 row against the
-    float32 peers; a reduced-precision one, fast, against every peer) and against ONNX
-    Runtime."""
-    peers = [row for row in result.rows if row.peer and row.median_ms]
+    """Each tsnative row against the fastest floating-point peer of its precision (a float32 or
+    int8 row against the float32 peers; a reduced-precision one, fast, against every float
+    peer) and against ONNX Runtime float32. The int8 peers are compared by the targets."""
+    peers = [row for row in result.rows if row.peer and row.median_ms and not row.quantized]
     if not peers:
         return
     fp32_peers = [row for row in peers if not row.reduced_precision] or peers

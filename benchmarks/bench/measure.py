@@ -92,6 +92,7 @@ class Runner:
     peer: bool  # not tsnative: a competitor the ratios are taken against
     setup_ms: float
     reduced_precision: bool = False
+    quantized: bool = False  # int8: held to cosine, and never a float32 row's peer
     optimization: str = ""
     first_call_ms: float | None = None
     times_ms: list[float] = field(default_factory=list)

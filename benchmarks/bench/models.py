@@ -22,6 +22,7 @@ CLASSIFIER = "resnet18"  # the classifier of the start-up, overhead and throughp
 SEQUENCE = 128  # tokens per row of the encoders
 SAMPLE_RATE = 16000  # silero-vad: 512 samples (32 ms) per chunk at 16 kHz
 CHUNK = 512
+CALIBRATION_BATCHES = 8  # per int8 runner, from the same seeded distribution as the inputs
 CONTEXT = 64  # samples of the previous chunk silero-vad's ONNX file expects before each chunk
 
 
@@ -42,6 +43,7 @@ class BenchModel:
     # called before every forward by every runner (a stateful model's reset)
     reset: str | None = None
     ts_infer_reason: str = ""  # why ts-infer cannot run it ("" when it can)
+    int8: bool = False  # measured at the int8 level too (tsnative's, ONNX Runtime's, NNCF's)
     missing: Callable[[], str] = lambda: ""  # why it cannot run here ("" when it can)
 
     def feed(self, inputs: tuple[Any, ...], names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -70,7 +72,7 @@ def _scripted(build: Callable[[], torch.nn.Module], name: str) -> Callable[[Path
     return save
 
 
-def _zoo_model(name: str, about: str, check: str) -> BenchModel:
+def _zoo_model(name: str, about: str, check: str, int8: bool = False) -> BenchModel:
     return BenchModel(
         name,
         about,
@@ -78,6 +80,7 @@ def _zoo_model(name: str, about: str, check: str) -> BenchModel:
         eager=lambda: zoo().build(name),
         inputs=_zoo_inputs(name),
         save_torchscript=_scripted(lambda: zoo().build(name), name),
+        int8=int8,
     )
 
 
@@ -203,7 +206,7 @@ def _load_silero_torchscript() -> Callable[..., Any]:
 MODELS: dict[str, BenchModel] = {
     model.name: model
     for model in (
-        _zoo_model("resnet18", "ResNet-18, 3x224x224", "top5"),
+        _zoo_model("resnet18", "ResNet-18, 3x224x224", "top5", int8=True),
         BenchModel(
             "encoder",
             "nn.TransformerEncoder 6 x 384, 12 heads, FFN 1536, seq 128",
@@ -211,6 +214,7 @@ MODELS: dict[str, BenchModel] = {
             eager=minilm_sized_encoder,
             inputs=_encoder_inputs,
             save_torchscript=_scripted(minilm_sized_encoder, "encoder"),
+            int8=True,
         ),
         BenchModel(
             "hf_encoder",
@@ -220,6 +224,7 @@ MODELS: dict[str, BenchModel] = {
             inputs=_hf_inputs,
             save_torchscript=_save_traced_hf_encoder,
             missing=_transformers_missing,
+            int8=True,
         ),
         BenchModel(
             "silero_vad",
@@ -278,10 +283,21 @@ class Case:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return tuple(value for value in self.inputs if isinstance(value, torch.Tensor))
 
-    def check(self, output: Any, *, reduced_precision: bool) -> Check:
+    def check(self, output: Any, *, reduced_precision: bool, quantized: bool = False) -> Check:
         return check_output(
-            output, self.reference, kind=self.model.check, reduced_precision=reduced_precision
+            output,
+            self.reference,
+            kind=self.model.check,
+            reduced_precision=reduced_precision,
+            quantized=quantized,
         )
+
+    def calibration(self, batches: int = CALIBRATION_BATCHES) -> list[tuple[Any, ...]]:
+        """Inputs for the int8 levels' calibration, at this case's batch size (their packages
+        and files have static shapes): one draw of `batches` times the rows, split, so that no
+        calibration batch is the measured input."""
+        drawn = self.model.inputs(self.batch * batches)
+        return [tuple(value[i::batches] for value in drawn) for i in range(batches)]
 
     def export_onnx(self, path: Path) -> Path:
         """The model's own ONNX file, or eager's exported by the TorchScript-based exporter at

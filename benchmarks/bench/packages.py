@@ -1,11 +1,14 @@
 """AOTInductor packages (.pt2) in the latency tables: the eager model exported with
 tsnative.export in float32, and, where the CPU computes bfloat16 natively, a bfloat16 copy of it
-(weights, activations and inputs), each compiled once per model (batch dynamic)."""
+(weights, activations and inputs), each compiled once per model (batch dynamic); and, for the
+models measured in int8, an int8 package calibrated on the case's calibration batches, one per
+batch size (int8 packages have static shapes)."""
 
 from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,18 @@ from .common import first_line, log
 from .measure import Runner
 from .models import Case
 
-# Each package is compiled once per model and run at every batch size: name -> path or error.
-_compiled: dict[tuple[str, str], tuple[Path | None, str, float]] = {}
+# Each float package is compiled once per model and run at every batch size, an int8 one once
+# per batch size: (model, precision, batch or 0) -> the package (or why not).
+_compiled: dict[tuple[str, str, int], Package] = {}
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Package:
+    path: Path | None  # None: the export failed
+    error: str = ""
+    export_s: float = 0.0
+    accuracy: str = ""  # an int8 export's report against the float model
 
 
 def _floating_as(dtype: torch.dtype, values: Any) -> Any:
@@ -29,26 +42,39 @@ def _floating_as(dtype: torch.dtype, values: Any) -> Any:
     )
 
 
-def _package(case: Case, precision: str, work: Path) -> tuple[Path | None, str, float]:
-    key = (case.model.name, precision)
+def _export_arguments(case: Case, precision: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The model, example and tsnative.export options of one package."""
+    # Float packages from a batch of 2: exported from 1, the HF encoder specialises the batch
+    # somewhere (export's check at one more row says so).
+    model, inputs = case.model.eager(), case.model.inputs(2)
+    if precision == "bf16":
+        # A bfloat16 copy, checked by export against its own eager run (what Inductor did);
+        # the table checks it against float32 eager like every reduced-precision row.
+        model = copy.deepcopy(model).to(torch.bfloat16)
+        return model, _floating_as(torch.bfloat16, inputs), {"rtol": 5e-2, "atol": 5e-2}
+    if precision == "int8":
+        # Thresholds off: the row's own check holds it to cosine >= 0.99 against eager, and
+        # says by how much it missed, where a refused export would only say that it did.
+        options = {"quantize": "int8", "calibration": case.calibration(), "min_cosine": -1.0}
+        return model, case.inputs, {**options, "min_top1_agreement": 0.0}
+    return model, inputs, {}
+
+
+def _package(case: Case, precision: str, work: Path) -> Package:
+    batch = case.batch if precision == "int8" else 0
+    key = (case.model.name, precision, batch)
     if key not in _compiled:
-        path = work / f"{case.model.name}-{precision}.pt2"
-        # From a batch of 2: exported from 1, the HF encoder specialises the batch somewhere
-        # (export's check at one more row says so).
-        model, inputs, tolerance = case.model.eager(), case.model.inputs(2), {}
-        if precision == "bf16":
-            # A bfloat16 copy, checked by export against its own eager run (what Inductor did);
-            # the table checks it against float32 eager like every reduced-precision row.
-            model = copy.deepcopy(model).to(torch.bfloat16)
-            inputs, tolerance = _floating_as(torch.bfloat16, inputs), {"rtol": 5e-2, "atol": 5e-2}
+        path = work / f"{case.model.name}-{precision}{f'-b{batch}' if batch else ''}.pt2"
+        model, inputs, options = _export_arguments(case, precision)
         log(f"  exporting {path.name} (AOTInductor compiles for tens of seconds)")
         start = time.perf_counter()
         try:
-            tsnative.export(model, inputs, path, progress=False, **tolerance)
+            exported = tsnative.export(model, inputs, path, progress=False, **options)
         except Exception as error:
-            _compiled[key] = (None, f"{type(error).__name__}: {first_line(str(error))}", 0.0)
+            _compiled[key] = Package(None, f"{type(error).__name__}: {first_line(str(error))}")
         else:
-            _compiled[key] = (path, "", time.perf_counter() - start)
+            report = f"; {exported.accuracy}" if exported.accuracy else ""
+            _compiled[key] = Package(path, "", time.perf_counter() - start, report)
     return _compiled[key]
 
 
@@ -56,20 +82,22 @@ def package_runners(
     case: Case, native_bf16: bool, work: Path
 ) -> tuple[list[Runner], list[tuple[str, str]], dict[str, Path]]:
     """A Runner per package that compiled, (name, why) for those that did not, and the
-    float32 package (for ts-infer)."""
+    float32 and int8 packages (for ts-infer)."""
+    int8 = case.model.int8
     if case.model.reset:
         return [], [("tsnative .pt2", "not measured: a stateful model (reset per call)")], {}
     runners, errors, paths = [], [], {}
-    for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
+    precisions = [p for p in PRECISIONS if (p != "bf16" or native_bf16) and (p != "int8" or int8)]
+    for precision in precisions:
         name = f"tsnative .pt2 {precision} (Python)"
-        path, error, export_s = _package(case, precision, work)
-        if path is None:
-            errors.append((name, error))
+        package = _package(case, precision, work)
+        if package.path is None:
+            errors.append((name, package.error))
             continue
-        if precision == "fp32":  # ts-infer reads the float32 input files
-            paths[precision] = path
+        if precision != "bf16":  # ts-infer reads the float32 input files
+            paths[precision] = package.path
         start = time.perf_counter_ns()
-        module = tsnative.load(path)
+        module = tsnative.load(package.path)
         setup_ms = (time.perf_counter_ns() - start) / 1e6
         # bf16: inputs cast once, outside the timed call; outputs cast back to float32 in it.
         inputs = _floating_as(torch.bfloat16, case.inputs) if precision == "bf16" else case.inputs
@@ -85,7 +113,9 @@ def package_runners(
                 False,
                 setup_ms,
                 reduced_precision=precision == "bf16",
-                optimization=f"exported and compiled in {export_s:.0f} s; {module.optimization}",
+                quantized=precision == "int8",
+                optimization=f"exported and compiled in {package.export_s:.0f} s; "
+                f"{module.optimization}{package.accuracy}",
             )
         )
     return runners, errors, paths

@@ -299,6 +299,8 @@ def export(
         except WriteFailure as failure:
             if not chosen.torch_export:
                 raise ExportError(str(failure)) from None
+            if quantize is not None:  # TorchScript has no int8 level to go to
+                raise ExportError(f"cannot export to {chosen.title} in int8: {failure}") from None
             raise ExportError(
                 f"cannot export to {chosen.title}: {failure}; export to .pt (TorchScript) "
                 "instead, which keeps Python control flow and takes any argument "

@@ -41,9 +41,14 @@ def quantized_program(
     prepare_pt2e, convert_pt2e, quantizer = _torchao(reduce_range)
     with stage(progress, f"int8: torch.export for quantization: {name}"):
         captured = _captured(model, example, dynamic_batch)
+    graph_module = captured.module()
+    # An output the model computes and drops (BertModel's pooler under a mean-pooling head)
+    # leaves the quantizer a linear + tanh pattern with no output, on which it fails.
+    graph_module.graph.eliminate_dead_code()
+    graph_module.recompile()
     try:
         with quiet():
-            prepared = prepare_pt2e(captured.module(), quantizer)
+            prepared = prepare_pt2e(graph_module, quantizer)
     except Exception as error:
         raise WriteFailure(
             f"the int8 quantizer cannot annotate the model: {cause(error)}"
