@@ -233,3 +233,40 @@ def test_int8_quantizes_a_model_that_drops_an_output_it_computes(tmp_path: Path)
     got = module(batches[1])
     assert torch.nn.functional.cosine_similarity(got, want).min() > 0.99
     assert "int8" in module.optimization
+
+
+def test_int8_quantizes_a_transformer_encoder_behind_its_fused_fast_path(tmp_path: Path) -> None:
+    # In eval, nn.TransformerEncoder runs one fused kernel per layer, in which the quantizer
+    # sees no linear layer: the package was float32 under an int8 name until the model was
+    # captured without that fast path.
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(2, 8, 32, generator=generator) for _ in range(4)]
+    module = tsnative.export(
+        model, batches[0], tmp_path / "encoder.pt2", quantize="int8", calibration=batches
+    )
+    # Two per layer, as the x86 quantizer annotates it (without the capture change: none).
+    assert "4 layers' weights in int8" in module.optimization
+    with torch.no_grad():
+        want = model(batches[1])
+    got = module(batches[1])
+    assert not torch.equal(got, want)  # int8 arithmetic, not the float kernel
+    cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1))
+    assert cosine.min() > 0.99
+    assert torch.backends.mha.get_fastpath_enabled()  # the switch is restored
+
+
+def test_int8_of_a_model_with_nothing_to_quantize_is_refused(tmp_path: Path) -> None:
+    batches = [torch.randn(4, 16) for _ in range(2)]
+    with pytest.raises(tsnative.ExportError, match="found no convolution or linear layer"):
+        tsnative.export(
+            nn.Sequential(nn.Tanh()).eval(),
+            batches[0],
+            tmp_path / "tanh.pt2",
+            quantize="int8",
+            calibration=batches,
+            progress=False,
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -54,9 +54,13 @@ def ort_int8_runner(case: Case, path: Path, settings: Settings, work: Path) -> R
     from onnxruntime import quantization
 
     start = time.perf_counter()
-    prepared = work / f"{path.stem}-preprocessed.onnx"
-    with _quiet():
-        quantization.quant_pre_process(str(path), str(prepared))
+    prepared, skipped = work / f"{path.stem}-preprocessed.onnx", ""
+    try:
+        with _quiet():
+            quantization.quant_pre_process(str(path), str(prepared))
+    except Exception as error:  # its symbolic shape inference fails on some graphs
+        prepared = path
+        skipped = f", without pre-processing ({type(error).__name__}: {first_line(str(error))})"
     names = [arg.name for arg in _ort_session(prepared, settings).get_inputs()]
     feeds = iter([case.model.feed(batch, names) for batch in case.calibration()])
 
@@ -77,7 +81,8 @@ def ort_int8_runner(case: Case, path: Path, settings: Settings, work: Path) -> R
             weight_type=quantization.QuantType.QInt8,
         )
     bits = ", 7-bit (reduce_range: no VNNI)" if REDUCE_RANGE else ""
-    note = f"quantize_static (QDQ, per channel{bits}) in {time.perf_counter() - start:.0f} s"
+    seconds = time.perf_counter() - start
+    note = f"quantize_static (QDQ, per channel{bits}) in {seconds:.0f} s{skipped}"
     return ort_runner(
         case, quantized, settings, "onnxruntime int8", quantized=True, optimization=note
     )

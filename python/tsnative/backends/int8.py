@@ -63,11 +63,27 @@ def quantized_program(
                 ) from None
     with quiet():
         converted = convert_pt2e(prepared)
+    layers = _int8_weight_layers(converted)
+    if layers == 0:
+        raise WriteFailure(
+            "the int8 quantizer found no convolution or linear layer to quantize in this model "
+            "(an int8 package of it would run float32 throughout); export it without quantize="
+        )
     program = exported(converted, example, dynamic_batch)
     bits = ", 7-bit activations (this CPU has no VNNI)" if reduce_range else ""
     shapes = [list(value.shape) for value in example]
     return program, (
-        f"int8: {SCHEME}{bits}, calibrated on {len(calibration)} batches, for inputs {shapes}"
+        f"int8: {SCHEME}{bits}, {layers} layers' weights in int8, calibrated on "
+        f"{len(calibration)} batches, for inputs {shapes}"
+    )
+
+
+def _int8_weight_layers(converted: torch.fx.GraphModule) -> int:
+    """The layers whose weights were quantized: one per-channel dequantize each (weights are
+    quantized per output channel; activations per tensor)."""
+    return sum(
+        node.op == "call_function" and "dequantize_per_channel" in str(node.target)
+        for node in converted.graph.nodes
     )
 
 
@@ -77,10 +93,17 @@ def _captured(
     """Strict export first: non-strict export names a module called twice (ResNet's shared
     ReLU) as one source, which the quantizer refuses ("more than one output node"); strict
     export cannot capture some Python, and non-strict then may still do."""
+    # nn.TransformerEncoder (and MultiheadAttention) in eval run one fused kernel per layer,
+    # which hides their linear layers from the quantizer: captured without that fast path.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
-        return exported(model, example, dynamic_batch, strict=True)
-    except WriteFailure:
-        return exported(model, example, dynamic_batch, strict=False)
+        try:
+            return exported(model, example, dynamic_batch, strict=True)
+        except WriteFailure:
+            return exported(model, example, dynamic_batch, strict=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _torchao(reduce_range: bool) -> tuple[Any, Any, Any]:
