@@ -186,3 +186,28 @@ def test_help_names_every_format() -> None:
     )
     assert done.returncode == 0
     assert "TorchScript" in done.stdout and "AOTInductor" in done.stdout and "ONNX" in done.stdout
+
+
+def test_compare_with_calibration_adds_an_int8_package_judged_as_reduced_precision() -> None:
+    pytest.importorskip("torchao", reason="the int8 extra (torchao) is not installed")
+    model, x = _cnn_and_input()
+    generator = torch.Generator().manual_seed(3)
+    calibration = [torch.randn(x.shape, generator=generator) for _ in range(4)]
+    report = tsnative.compare(model, x, formats=("aoti",), rounds=3, calibration=calibration, k=1)
+    assert [runner.name for runner in report.runners] == ["eager", "aoti", "aoti int8"]
+    int8 = report.runners[2]
+    assert not int8.error, int8.error
+    assert int8.reduced_precision and "int8" in int8.optimization
+    with torch.no_grad():
+        expected = model(x)
+    # int8 arithmetic: not float32's answer, but one that keeps each row's top-1
+    assert int8.max_abs > 1e-5 * expected.abs().max()
+    assert int8.topk_agreement is not None
+    assert int8.within_tolerance == (int8.topk_agreement == 1.0)
+    assert "aoti int8" in str(report) and "reduced precision: by top-k" in str(report)
+
+
+def test_compare_calibration_without_aoti_is_a_value_error() -> None:
+    model, x = _cnn_and_input()
+    with pytest.raises(ValueError, match="formats must hold 'aoti'"):
+        tsnative.compare(model, x, formats=("torchscript",), calibration=[x])

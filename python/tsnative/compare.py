@@ -116,9 +116,9 @@ class Comparison:
         )
         lines.append(
             f"(median of {self.rounds} interleaved calls each, speed-up over eager; float32 "
-            f"runners within rtol "
-            f"{self.rtol:g}, atol {self.atol:g} x eager's largest |value|; bfloat16 ones by top-"
-            f"{self.k} agreement on a classifier, else cosine >= {MIN_COSINE})"
+            f"runners within rtol {self.rtol:g}, atol {self.atol:g} x eager's largest |value|; "
+            f"bfloat16 and int8 ones by top-{self.k} agreement on a classifier, else cosine >= "
+            f"{MIN_COSINE})"
         )
         return "\n".join(lines)
 
@@ -134,6 +134,7 @@ def compare(
     rounds: int = 20,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    calibration: Sequence[Any] | None = None,
 ) -> Comparison:
     """Runs `model` eagerly and as each deployment format on `inputs` and compares them.
 
@@ -147,9 +148,16 @@ def compare(
     the fastest runner within tolerance. A format that cannot export or run the model is a row
     that says why (`.failed_files` lists the rows of files given in `files`). Inputs the eager
     model itself fails on are a ValueError.
+
+    calibration: batches of real inputs shaped like `inputs` (as for export's): adds "aoti
+    int8", an int8 package calibrated on them (needs "aoti" among `formats` and the int8
+    extra), judged as reduced precision. Its accuracy at export is held to export's default
+    thresholds: a package that misses them is a row that says by how much.
     """
     for name in formats:
         formats_table.named(name)  # a ValueError naming the known ones
+    if calibration is not None and "aoti" not in formats:
+        raise ValueError("calibration= adds an int8 AOTInductor package: formats must hold 'aoti'")
     example = inputs if isinstance(inputs, tuple) else (inputs,)
     model = model.eval()
     try:
@@ -163,15 +171,20 @@ def compare(
         ) from None
     runners = [Runner("eager", "eager", "")]
     calls: list[Callable[[], Any] | None] = [lambda: _eager(model, example)]
+    exports = [(name, {}) for name in formats]
+    if calibration is not None:
+        exports.append(("aoti", {"quantize": "int8", "calibration": calibration}))
     with tempfile.TemporaryDirectory(prefix="tsnative-compare-") as scratch:
-        for name in formats:
-            given = (files or {}).get(name)
+        for name, options in exports:
+            given = None if options else (files or {}).get(name)
             suffix = formats_table.named(name).suffix
-            path = Path(given) if given is not None else Path(scratch) / f"model{suffix}"
-            error = "" if given is not None else _export(model, example, path)
+            stem = "model-int8" if options else "model"
+            path = Path(given) if given is not None else Path(scratch) / f"{stem}{suffix}"
+            error = "" if given is not None else _export(model, example, path, options)
             for level in levels if name == "torchscript" else ("none",):
+                title = f"{name} {level}" if name == "torchscript" else name
                 runner = Runner(
-                    f"{name} {level}" if name == "torchscript" else name,
+                    f"{title} {options['quantize']}" if options else title,
                     name,
                     level if name == "torchscript" else "",
                     error=error,
@@ -197,9 +210,11 @@ def _tensors(output: Any) -> list[torch.Tensor]:
     return [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
 
 
-def _export(model: torch.nn.Module, example: tuple[Any, ...], path: Path) -> str:
+def _export(
+    model: torch.nn.Module, example: tuple[Any, ...], path: Path, options: dict[str, Any]
+) -> str:
     try:
-        export(model, example, path)
+        export(model, example, path, **options)
     except (ExportError, ValueError) as error:
         return f"not exported: {str(error).splitlines()[0]}"
     except _C.ModelLoadError as error:  # the runtime for that format is missing
@@ -216,7 +231,8 @@ def _loaded(
         runner.error = str(error).splitlines()[0]
         return None
     runner.optimization = module.optimization
-    runner.reduced_precision = "bfloat16" in module.optimization.split(" [")[0]
+    summary = module.optimization.split(" [")[0]
+    runner.reduced_precision = "bfloat16" in summary or "; int8: " in summary
     return lambda: module(*example)
 
 
@@ -294,7 +310,7 @@ def _judge(
 
 
 def _verdict(runner: Runner) -> str:
-    how = " (bfloat16: by top-k / cosine)" if runner.reduced_precision else ""
+    how = " (reduced precision: by top-k / cosine)" if runner.reduced_precision else ""
     return ("yes" if runner.within_tolerance else "NO") + how
 
 
