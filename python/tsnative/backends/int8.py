@@ -46,6 +46,7 @@ def quantized_program(
     # leaves the quantizer a linear + tanh pattern with no output, on which it fails.
     graph_module.graph.eliminate_dead_code()
     graph_module.recompile()
+    _expose_linear_layers(graph_module)
     try:
         with quiet():
             prepared = prepare_pt2e(graph_module, quantizer)
@@ -76,6 +77,27 @@ def quantized_program(
         f"int8: {SCHEME}{bits}, {layers} layers' weights in int8, calibrated on "
         f"{len(calibration)} batches, for inputs {shapes}"
     )
+
+
+def _expose_linear_layers(graph_module: torch.fx.GraphModule) -> None:
+    """Makes every linear layer with a constant weight one the quantizer annotates.
+
+    The x86 quantizer finds linear layers by the source each node was traced from
+    (nn.Linear or F.linear): the projections inside nn.MultiheadAttention come from
+    `multi_head_attention_forward` and stayed float32, half of nn.TransformerEncoder's matrix
+    products (and a non-strict capture records no source at all). Each such node is given
+    F.linear as its own source, in a partition of its own."""
+    wanted = (torch.nn.Linear, torch.nn.functional.linear)
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target != torch.ops.aten.linear.default:
+            continue
+        weight = node.args[1]
+        if not isinstance(weight, torch.fx.Node) or weight.op != "get_attr":
+            continue
+        source = node.meta.get("source_fn_stack")
+        if source and source[-1][1] in wanted:
+            continue
+        node.meta["source_fn_stack"] = [(node.name, torch.nn.functional.linear)]
 
 
 def _int8_weight_layers(converted: torch.fx.GraphModule) -> int:
