@@ -180,6 +180,44 @@ def test_a_given_file_that_cannot_load_fails_the_command(tmp_path: Path) -> None
     )
 
 
+def test_compare_from_a_shell_with_calibration_adds_the_int8_package(tmp_path: Path) -> None:
+    pytest.importorskip("torchao", reason="the int8 extra (torchao) is not installed")
+    x = _cnn_and_input()[1]
+    generator = torch.Generator().manual_seed(4)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save([torch.randn(x.shape, generator=generator) for _ in range(3)], tmp_path / "c.pt")
+    done = _compare_in_a_shell(
+        "models:SmallCNN",
+        "--input",
+        str(tmp_path / "x.pt"),
+        "--calibration",
+        str(tmp_path / "c.pt"),
+        "--formats",
+        "aoti",
+        "--rounds",
+        "2",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    runners = {runner["name"]: runner for runner in json.loads(done.stdout)["runners"]}
+    int8 = runners["aoti int8"]
+    assert not int8["error"], int8["error"]
+    assert int8["reduced_precision"] and "int8" in int8["optimization"]
+    # int8 arithmetic: further from eager than the float32 package
+    assert int8["outputs"][0]["max_abs"] > runners["aoti"]["outputs"][0]["max_abs"]
+
+
+def test_compare_calibration_that_is_not_a_list_of_batches_is_one_line(tmp_path: Path) -> None:
+    x = tmp_path / "x.pt"
+    torch.save(_cnn_and_input()[1], x)
+    done = _compare_in_a_shell("models:SmallCNN", "--input", str(x), "--calibration", str(x))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"python -m tsnative compare: ValueError: --calibration {x} holds a "
+        "Tensor, not a list of batches (torch.save([batch, ...]))\n"
+    )
+
+
 def test_help_names_every_format() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tsnative", "--help"], capture_output=True, text=True, timeout=60

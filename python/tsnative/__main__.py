@@ -31,6 +31,16 @@ def _eager_model(spec: str) -> torch.nn.Module:
     return model
 
 
+def _calibration_batches(path: str) -> list[Any]:
+    batches = torch.load(path, weights_only=True)
+    if not isinstance(batches, (list, tuple)) or not batches:
+        raise ValueError(
+            f"--calibration {path} holds a {type(batches).__name__}, not a list of batches "
+            "(torch.save([batch, ...]))"
+        )
+    return list(batches)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tsnative")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--pt", metavar="FILE", help="a TorchScript file to compare (not export)")
     command.add_argument("--pt2", metavar="FILE", help="an AOTInductor package to compare")
     command.add_argument("--onnx", metavar="FILE", help="an ONNX file to compare (not export)")
+    command.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="a list of batches (torch.save; each a tensor, or a tuple of one per forward "
+        "argument, shaped like the inputs): adds an int8 AOTInductor package calibrated on "
+        "them ('aoti int8'; needs the int8 extra)",
+    )
     command.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     command.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS))
     command.add_argument("--rounds", type=int, default=20, help="timed calls per runner")
@@ -81,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             files={name: path for name, path in files.items() if path},
             k=args.topk,
             rounds=args.rounds,
+            calibration=_calibration_batches(args.calibration) if args.calibration else None,
         )
     except (ImportError, AttributeError, ValueError, OSError, _C.InferenceError) as error:
         print(f"python -m tsnative compare: {type(error).__name__}: {error}", file=sys.stderr)
