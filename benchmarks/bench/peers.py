@@ -21,7 +21,7 @@ from .models import Case, call_with_reset
 
 # Without VNNI, u8 x s8 products are added in pairs into 16 bits, which 8-bit activations
 # overflow: ONNX Runtime's documentation says to reduce the range there, as tsnative's int8 does.
-REDUCE_RANGE = not tsnative._C.cpu_has_vnni()
+REDUCE_RANGE = not tsnative.cpu_has_vnni()
 
 
 def _ort_session(path: Path, settings: Settings) -> Any:
