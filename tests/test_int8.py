@@ -167,6 +167,13 @@ def test_int8_arguments_are_checked_before_any_work(digits: Digits, tmp_path: Pa
         tsnative.export(model, example, tmp_path / "m.pt2", calibration=[example])
     with pytest.raises(ValueError, match="quantize must be 'int8' or None, not 'int4'"):
         tsnative.export(model, example, tmp_path / "m.pt2", quantize="int4", calibration=[example])
+    with pytest.raises(ValueError, match="keep_float= is for quantize='int8'"):
+        tsnative.export(model, example, tmp_path / "m.pt2", keep_float=["*"])
+    with pytest.raises(ValueError, match="keep_float pattern 'head' matches no submodule"):
+        tsnative.export(
+            model, example, tmp_path / "m.pt2", quantize="int8", calibration=[example],
+            keep_float=["head"],
+        )  # fmt: skip
     with pytest.raises(ValueError, match="min_cosine must lie in"):
         tsnative.export(
             model, example, tmp_path / "m.pt2", quantize="int8", calibration=[example], min_cosine=2
@@ -258,6 +265,35 @@ def test_int8_quantizes_a_transformer_encoder_behind_its_fused_fast_path(tmp_pat
     cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1))
     assert cosine.min() > 0.99
     assert torch.backends.mha.get_fastpath_enabled()  # the switch is restored
+
+
+def test_int8_keep_float_leaves_the_named_layers_in_float32(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(2, 8, 32, generator=generator) for _ in range(4)]
+    module = tsnative.export(
+        model,
+        batches[0],
+        tmp_path / "encoder.pt2",
+        quantize="int8",
+        calibration=batches,
+        keep_float=["layers.?.linear2"],  # each layer's feed-forward output
+        progress=False,
+    )
+    # 8 linear layers, 2 of them named: 6 quantized.
+    assert "6 layers' weights in int8, 2 submodules kept in float32" in module.optimization
+    with torch.no_grad():
+        want = model(batches[1])
+    cosine = torch.nn.functional.cosine_similarity(module(batches[1]).flatten(1), want.flatten(1))
+    assert cosine.min() > 0.99
+    # Every submodule kept: nothing left to quantize, refused before compiling.
+    with pytest.raises(tsnative.ExportError, match="found no convolution or linear layer"):
+        tsnative.export(
+            model, batches[0], tmp_path / "all.pt2", quantize="int8", calibration=batches,
+            keep_float=["*"], progress=False,
+        )  # fmt: skip
 
 
 def test_int8_of_a_model_with_nothing_to_quantize_is_refused(tmp_path: Path) -> None:

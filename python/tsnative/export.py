@@ -3,6 +3,7 @@ proven to match."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
 import warnings
@@ -147,6 +148,29 @@ def _calibration_batches(
     return batches
 
 
+def _kept_float(
+    model: torch.nn.Module, quantize: str | None, keep_float: Sequence[str]
+) -> tuple[str, ...]:
+    """The names of the submodules that `keep_float`'s patterns (fnmatch, on the names of
+    model.named_modules()) match; ValueError for a pattern that matches none, or without
+    quantize."""
+    if isinstance(keep_float, str):
+        keep_float = (keep_float,)
+    if keep_float and quantize is None:
+        raise ValueError("keep_float= is for quantize='int8'")
+    names = [name for name, _ in model.named_modules() if name]
+    kept: list[str] = []
+    for pattern in keep_float:
+        matched = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            raise ValueError(
+                f"keep_float pattern {pattern!r} matches no submodule of the model (names as "
+                f"model.named_modules() gives them, e.g. {names[:3]})"
+            )
+        kept += [name for name in matched if name not in kept]
+    return tuple(kept)
+
+
 def _shapes(inputs: tuple[Any, ...]) -> list[Any]:
     return [list(value.shape) if isinstance(value, torch.Tensor) else None for value in inputs]
 
@@ -210,6 +234,7 @@ def export(
     strict: bool = True,
     quantize: Literal["int8"] | None = None,
     calibration: Iterable[Any] | None = None,
+    keep_float: Sequence[str] = (),
     min_cosine: float = 0.99,
     min_top1_agreement: float = 0.95,
 ) -> Module:
@@ -244,6 +269,9 @@ def export(
     ExportError with the figures. The returned Module's ``accuracy`` holds them. An int8
     package runs the example's shapes only (compiled with a dynamic batch, torch 2.13's int8
     code computes wrong results): calibration batches and check inputs must have them too.
+    keep_float: submodules left in float32 in an int8 package, by name patterns (fnmatch, on
+    ``model.named_modules()``'s names: ``"encoder.layer.?.output.dense"``), where their int8
+    error costs more accuracy than their speed is worth.
 
     labels: a list of class names, a text file (one per line), or "imagenet".
     preprocess: "imagenet", or a dict with any of resize, crop, mean, std, color.
@@ -266,6 +294,7 @@ def export(
     metadata.tsnative_version = _C.__version__
 
     calibration_batches = _calibration_batches(quantize, calibration, chosen)
+    kept_float = _kept_float(model, quantize, keep_float)
     if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= min_top1_agreement <= 1.0):
         raise ValueError(
             f"min_cosine must lie in [-1, 1] and min_top1_agreement in [0, 1], not "
@@ -290,7 +319,7 @@ def export(
             + [(f"calibration batch #{n + 1}", b) for n, b in enumerate(calibration_batches)],
         )
     options = ExportOptions(
-        method, dynamic_batch, progress, path.name, quantize, calibration_batches
+        method, dynamic_batch, progress, path.name, quantize, calibration_batches, kept_float
     )
     report = None
     try:

@@ -33,6 +33,7 @@ class ExportOptions:
     name: str = ""  # how progress lines call the file
     quantize: str | None = None  # AOTInductor's: "int8", or None for the model's own precision
     calibration: tuple[tuple[Any, ...], ...] = ()  # int8's calibration batches (argument tuples)
+    keep_float: tuple[str, ...] = ()  # int8's: names of the submodules left in float32
 
 
 @dataclass(frozen=True)

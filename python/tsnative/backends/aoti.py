@@ -38,7 +38,13 @@ def write(
     progress, name = options.progress, options.name
     if options.quantize == "int8":
         program, metadata.quantization = int8.quantized_program(
-            model, example, options.calibration, options.dynamic_batch, progress, name
+            model,
+            example,
+            options.calibration,
+            options.keep_float,
+            options.dynamic_batch,
+            progress,
+            name,
         )
     else:
         with stage(progress, f"torch.export: {name}"):

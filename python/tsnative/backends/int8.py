@@ -29,16 +29,20 @@ def quantized_program(
     model: torch.nn.Module,
     example: tuple[Any, ...],
     calibration: Sequence[tuple[Any, ...]],
+    keep_float: Sequence[str],
     dynamic_batch: bool,
     progress: bool | None,
     name: str,
 ) -> tuple[torch.export.ExportedProgram, str]:
     """The int8 model as an exported program for aoti_compile_and_package (with freezing), and
-    how it was quantized, in a line, for the package's metadata."""
+    how it was quantized, in a line, for the package's metadata. The submodules named in
+    `keep_float` are not quantized."""
     # Without VNNI, oneDNN adds u8 x s8 products in pairs into 16 bits, which 8-bit activations
     # overflow (a trained digits classifier kept 13% of its top-1 answers): 7 bits do not.
     reduce_range = not _C.cpu_has_vnni()
     prepare_pt2e, convert_pt2e, quantizer = _torchao(reduce_range)
+    for module_name in keep_float:
+        quantizer.set_module_name_qconfig(module_name, None)  # None: left as it is
     with stage(progress, f"int8: torch.export for quantization: {name}"):
         captured = _captured(model, example, dynamic_batch)
     graph_module = captured.module()
@@ -72,9 +76,10 @@ def quantized_program(
         )
     program = exported(converted, example, dynamic_batch)
     bits = ", 7-bit activations (this CPU has no VNNI)" if reduce_range else ""
+    kept = f", {len(keep_float)} submodules kept in float32" if keep_float else ""
     shapes = [list(value.shape) for value in example]
     return program, (
-        f"int8: {SCHEME}{bits}, {layers} layers' weights in int8, calibrated on "
+        f"int8: {SCHEME}{bits}, {layers} layers' weights in int8{kept}, calibrated on "
         f"{len(calibration)} batches, for inputs {shapes}"
     )
 
