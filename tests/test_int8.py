@@ -242,15 +242,20 @@ def test_int8_quantizes_a_model_that_drops_an_output_it_computes(tmp_path: Path)
     assert "int8" in module.optimization
 
 
-def test_int8_quantizes_a_transformer_encoder_behind_its_fused_fast_path(tmp_path: Path) -> None:
-    # In eval, nn.TransformerEncoder runs one fused kernel per layer, in which the quantizer
-    # sees no linear layer: the package was float32 under an int8 name until the model was
-    # captured without that fast path.
+def _small_encoder() -> tuple[nn.Module, list[torch.Tensor]]:
+    """A 2-layer nn.TransformerEncoder (8 linear layers) and 4 batches for it."""
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
     model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
     generator = torch.Generator().manual_seed(2)
-    batches = [torch.randn(2, 8, 32, generator=generator) for _ in range(4)]
+    return model, [torch.randn(2, 8, 32, generator=generator) for _ in range(4)]
+
+
+def test_int8_quantizes_a_transformer_encoder_behind_its_fused_fast_path(tmp_path: Path) -> None:
+    # In eval, nn.TransformerEncoder runs one fused kernel per layer, in which the quantizer
+    # sees no linear layer: the package was float32 under an int8 name until the model was
+    # captured without that fast path.
+    model, batches = _small_encoder()
     module = tsnative.export(
         model, batches[0], tmp_path / "encoder.pt2", quantize="int8", calibration=batches
     )
@@ -268,11 +273,7 @@ def test_int8_quantizes_a_transformer_encoder_behind_its_fused_fast_path(tmp_pat
 
 
 def test_int8_keep_float_leaves_the_named_layers_in_float32(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
-    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
-    generator = torch.Generator().manual_seed(2)
-    batches = [torch.randn(2, 8, 32, generator=generator) for _ in range(4)]
+    model, batches = _small_encoder()
     module = tsnative.export(
         model,
         batches[0],
