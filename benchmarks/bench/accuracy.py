@@ -148,6 +148,7 @@ def measure_int8_accuracy(work: Path) -> AccuracyResult:
         INT8: int8,
         INT8_KEEP_FLOAT: {**int8, "keep_float": [KEEP_FLOAT]},
     }
+
     def eager(*inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return encoder(*inputs)
