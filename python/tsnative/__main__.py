@@ -31,7 +31,7 @@ def _eager_model(spec: str) -> torch.nn.Module:
     return model
 
 
-def _calibration_batches(path: str) -> list[Any]:
+def _load_calibration(path: str) -> list[Any]:
     batches = torch.load(path, weights_only=True)
     if not isinstance(batches, (list, tuple)) or not batches:
         raise ValueError(
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             files={name: path for name, path in files.items() if path},
             k=args.topk,
             rounds=args.rounds,
-            calibration=_calibration_batches(args.calibration) if args.calibration else None,
+            calibration=_load_calibration(args.calibration) if args.calibration else None,
         )
     except (ImportError, AttributeError, ValueError, OSError, _C.InferenceError) as error:
         print(f"python -m tsnative compare: {type(error).__name__}: {error}", file=sys.stderr)
