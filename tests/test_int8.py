@@ -126,7 +126,8 @@ def test_int8_export_reports_its_accuracy_against_the_float_model(
     assert report.cosine_min >= 0.99
     agreement = (actual.argmax(1) == expected.argmax(1)).double().mean().item()
     assert report.top1_agreement is not None and abs(report.top1_agreement - agreement) < 0.01
-    assert "top-1 agreement" in str(report)
+    assert report.top1_checked  # it has labels: its outputs are class scores
+    assert "top-1 agreement" in str(report) and "not checked" not in str(report)
 
 
 class NearTie(nn.Module):
@@ -143,16 +144,44 @@ class NearTie(nn.Module):
         return self.linear(x)
 
 
-def test_int8_below_the_threshold_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+def _near_tie_batches() -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    batches = [torch.randn(32, 2, generator=generator) for _ in range(4)]
+    return [torch.randn(32, 2, generator=generator) for _ in range(4)]
+
+
+def test_int8_below_the_threshold_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    batches = _near_tie_batches()
     path = tmp_path / "tie.pt2"
-    with pytest.raises(tsnative.ExportError, match="min_top1_agreement") as raised:
+    # With labels its outputs are class scores, held to the default top-1 threshold.
+    with pytest.raises(tsnative.ExportError, match=r"min_top1_agreement 95\.00%") as raised:
         tsnative.export(
-            NearTie().eval(), batches[0], path, quantize="int8", calibration=batches, progress=False
-        )
+            NearTie().eval(), batches[0], path, labels=["left", "right"], quantize="int8",
+            calibration=batches, progress=False,
+        )  # fmt: skip
     assert "too far from the float model" in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_top1_without_labels_is_checked_only_when_asked(tmp_path: Path) -> None:
+    """An output without labels may be an embedding, whose largest component is no class: its
+    top-1 agreement is reported, and checked only against a threshold the caller gives."""
+    batches = _near_tie_batches()
+    options = {"quantize": "int8", "calibration": batches, "progress": False}
+    written = tsnative.export(NearTie().eval(), batches[0], tmp_path / "tie.pt2", **options)
+    report = written.accuracy
+    assert report is not None and not report.top1_checked
+    with torch.no_grad():
+        expected = torch.cat([NearTie()(batch) for batch in batches])
+    agreement = (torch.cat([written(b) for b in batches]).argmax(1) == expected.argmax(1)).double()
+    assert report.top1_agreement is not None and report.top1_agreement < 0.95
+    assert abs(report.top1_agreement - agreement.mean().item()) < 0.05
+    assert report.cosine_min >= 0.99
+    assert "(not checked: no labels" in str(report)
+    with pytest.raises(tsnative.ExportError, match=r"min_top1_agreement 90\.00%"):
+        tsnative.export(
+            NearTie().eval(), batches[0], tmp_path / "asked.pt2", min_top1_agreement=0.9, **options
+        )
+    assert not (tmp_path / "asked.pt2").exists()
 
 
 def test_int8_arguments_are_checked_before_any_work(digits: Digits, tmp_path: Path) -> None:

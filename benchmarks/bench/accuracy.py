@@ -140,7 +140,6 @@ def measure_int8_accuracy(work: Path) -> AccuracyResult:
         "quantize": "int8",
         "calibration": calibration,
         "min_cosine": -1.0,  # judged here, against sentence-transformers
-        "min_top1_agreement": 0.0,
     }
     packages = {
         "eager (float32, transformers)": None,

@@ -22,6 +22,10 @@ from .module import Module, PathLike, load
 Labels = Literal["imagenet"] | PathLike | Sequence[str]
 
 
+# Where the outputs are class scores (the export has labels) and no threshold is given.
+DEFAULT_MIN_TOP1_AGREEMENT = 0.95
+
+
 class ExportError(RuntimeError):
     """The model could not be exported, or the exported file does not match the eager model."""
 
@@ -194,13 +198,16 @@ def _check_accuracy(
     model: torch.nn.Module,
     native: Module,
     input_sets: list[tuple[Any, ...]],
-    thresholds: tuple[float, float],
+    thresholds: tuple[float, float | None],
     progress: bool | None,
 ) -> accuracy.AccuracyReport:
-    """The int8 model against the float model; ExportError if it misses a threshold."""
+    """The int8 model against the float model; ExportError if it misses a threshold (top-1:
+    None, not checked)."""
     with stage(progress, f"int8: comparing with the float model on {len(input_sets)} inputs"):
         try:
-            report = accuracy.measure(model, native, input_sets, native.optimization)
+            report = accuracy.measure(
+                model, native, input_sets, native.optimization, thresholds[1] is not None
+            )
         except _C.InferenceError as error:
             raise ExportError(
                 f"the int8 model failed on an input: {str(error).splitlines()[0]}"
@@ -236,7 +243,7 @@ def export(
     calibration: Iterable[Any] | None = None,
     keep_float: Sequence[str] = (),
     min_cosine: float = 0.99,
-    min_top1_agreement: float = 0.95,
+    min_top1_agreement: float | None = None,
 ) -> Module:
     """Saves `model` as a file that carries its labels and preprocessing, proven to match.
 
@@ -266,9 +273,12 @@ def export(
     rtol/atol check, the package is compared with the float model on the calibration batches and
     the inputs above: the cosine similarity of every output row and, for outputs shaped
     [batch, classes], the top-1 agreement; below `min_cosine` or `min_top1_agreement` raises
-    ExportError with the figures. The returned Module's ``accuracy`` holds them. An int8
-    package runs the example's shapes only (compiled with a dynamic batch, torch 2.13's int8
-    code computes wrong results): calibration batches and check inputs must have them too.
+    ExportError with the figures. min_top1_agreement=None (the default) is 0.95 where the
+    export has labels, and otherwise reported, not checked: an output without labels may be an
+    embedding, whose largest component is no class. The returned Module's ``accuracy`` holds
+    the figures. An int8 package runs the example's shapes only (compiled with a dynamic
+    batch, torch 2.13's int8 code computes wrong results): calibration batches and check inputs
+    must have them too.
     keep_float: submodules left in float32 in an int8 package, by name patterns (fnmatch, on
     ``model.named_modules()``'s names: ``"encoder.layer.?.output.dense"``), where their int8
     error costs more accuracy than their speed is worth.
@@ -295,11 +305,13 @@ def export(
 
     calibration_batches = _calibration_batches(quantize, calibration, chosen)
     kept_float = _kept_float(model, quantize, keep_float)
-    if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= min_top1_agreement <= 1.0):
+    if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= (min_top1_agreement or 0.0) <= 1.0):
         raise ValueError(
             f"min_cosine must lie in [-1, 1] and min_top1_agreement in [0, 1], not "
             f"{min_cosine} and {min_top1_agreement}"
         )
+    if min_top1_agreement is None and metadata.labels:
+        min_top1_agreement = DEFAULT_MIN_TOP1_AGREEMENT
     if chosen.torch_export and method != "auto":
         raise ValueError(
             f"method={method!r} is TorchScript's; an {chosen.title} export is {chosen.exporter}'s"
