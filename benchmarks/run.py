@@ -116,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for batch in args.batches:
                 wait_for_quiet(args.wait_quiet)
                 case = Case.make(MODELS[name], batch, scripts[name])
-                result = measure_latency(case, ts_infer, settings, work, native_bf16)
+                result = measure_latency(
+                    case, ts_infer, settings, work, native_bf16, tuple(args.batches)
+                )
                 print_latency(result, settings.threads)
                 latency.append(result)
     startup = overhead = throughput = None

@@ -139,7 +139,12 @@ def ts_infer_rows(
 
 
 def measure_latency(
-    case: Case, ts_infer: TsInfer, settings: Settings, work: Path, native_bf16: bool
+    case: Case,
+    ts_infer: TsInfer,
+    settings: Settings,
+    work: Path,
+    native_bf16: bool,
+    batches: tuple[int, ...],
 ) -> LatencyResult:
     result = LatencyResult(case.model.name, case.batch, case.model.about)
     log(f"{case.model.name} batch {case.batch}: exporting and loading")
@@ -150,7 +155,7 @@ def measure_latency(
         runner.warm_up(settings.warmup)
     before = global_state()
     ours, failures = tsnative_runners(case)
-    packages, package_errors, package_paths = package_runners(case, native_bf16, work)
+    packages, package_errors, package_paths = package_runners(case, native_bf16, work, batches)
     ours += packages
     failures += [Row(name, error=error) for name, error in package_errors]
     after = global_state()

@@ -1,6 +1,8 @@
 """AOTInductor packages (.pt2) in the latency tables: the eager model exported with
 tsnative.export in float32, and, where the CPU computes bfloat16 natively, a bfloat16 copy of it
-(weights, activations and inputs), each compiled once per model (batch dynamic); and, for the
+(weights, activations and inputs), each compiled once per model (batch dynamic, and each batch
+size measured compiled alone as well: static_batches, what a user serving those sizes exports,
+faster where a specialised kernel pays); and, for the
 models measured in int8, an int8 package calibrated on the case's calibration batches, one per
 batch size (int8 packages have static shapes)."""
 
@@ -42,31 +44,34 @@ def _floating_as(dtype: torch.dtype, values: Any) -> Any:
     )
 
 
-def _export_arguments(case: Case, precision: str) -> tuple[Any, Any, dict[str, Any]]:
+def _export_arguments(
+    case: Case, precision: str, batches: tuple[int, ...]
+) -> tuple[Any, Any, dict[str, Any]]:
     """The model, example and tsnative.export options of one package."""
     # Float packages from a batch of 2: exported from 1, the HF encoder specialises the batch
     # somewhere (export's check at one more row says so).
     model, inputs = case.model.eager(), case.model.inputs(2)
+    floats = {"static_batches": batches}
     if precision == "bf16":
         # A bfloat16 copy, checked by export against its own eager run (what Inductor did);
         # the table checks it against float32 eager like every reduced-precision row.
         model = copy.deepcopy(model).to(torch.bfloat16)
-        return model, _floating_as(torch.bfloat16, inputs), {"rtol": 5e-2, "atol": 5e-2}
+        return model, _floating_as(torch.bfloat16, inputs), {**floats, "rtol": 5e-2, "atol": 5e-2}
     if precision == "int8":
         # Cosine threshold off (top-1 is not checked without labels): the row's own check
         # holds it to cosine >= 0.99 against eager, and says by how much it missed, where a
         # refused export would only say that it did.
         options = {"quantize": "int8", "calibration": case.calibration(), "min_cosine": -1.0}
         return model, case.inputs, options
-    return model, inputs, {}
+    return model, inputs, floats
 
 
-def _package(case: Case, precision: str, work: Path) -> Package:
+def _package(case: Case, precision: str, work: Path, batches: tuple[int, ...]) -> Package:
     batch = case.batch if precision == "int8" else 0
     key = (case.model.name, precision, batch)
     if key not in _compiled:
         path = work / f"{case.model.name}-{precision}{f'-b{batch}' if batch else ''}.pt2"
-        model, inputs, options = _export_arguments(case, precision)
+        model, inputs, options = _export_arguments(case, precision, batches)
         log(f"  exporting {path.name} (AOTInductor compiles for tens of seconds)")
         start = time.perf_counter()
         try:
@@ -80,10 +85,11 @@ def _package(case: Case, precision: str, work: Path) -> Package:
 
 
 def package_runners(
-    case: Case, native_bf16: bool, work: Path
+    case: Case, native_bf16: bool, work: Path, batches: tuple[int, ...]
 ) -> tuple[list[Runner], list[tuple[str, str]], dict[str, Path]]:
     """A Runner per package that compiled, (name, why) for those that did not, and the
-    float32 and int8 packages (for ts-infer)."""
+    float32 and int8 packages (for ts-infer); float packages hold `batches` (the sizes the run
+    measures) compiled alone as well."""
     int8 = case.model.int8
     if case.model.reset:
         return [], [("tsnative .pt2", "not measured: a stateful model (reset per call)")], {}
@@ -91,7 +97,7 @@ def package_runners(
     precisions = [p for p in PRECISIONS if (p != "bf16" or native_bf16) and (p != "int8" or int8)]
     for precision in precisions:
         name = f"tsnative .pt2 {precision} (Python)"
-        package = _package(case, precision, work)
+        package = _package(case, precision, work, batches)
         if package.path is None:
             errors.append((name, package.error))
             continue

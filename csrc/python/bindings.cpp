@@ -516,6 +516,10 @@ void bind_images(py::module_& m) {
   m.attr("METADATA_FILE") = kMetadataFile;
   m.attr("PACKAGE_INPUTS_KEY") = kInputsMetadataKey;
   m.attr("PACKAGE_CPU_FLAGS_KEY") = kCpuFlagsMetadataKey;
+  m.attr("PACKAGE_STATIC_BATCHES_KEY") = kStaticBatchesMetadataKey;
+  m.attr("PACKAGE_INDUCTOR_CONFIGS_KEY") = kInductorConfigsMetadataKey;
+  m.attr("PACKAGE_MODEL_NAME") = kPackageModelName;
+  m.def("static_model_name", &static_model_name, py::arg("batch"));
   m.def("resolve_labels", &resolve_labels, py::arg("spec"));
   m.def(
       "softmax_topk",

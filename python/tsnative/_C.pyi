@@ -14,6 +14,11 @@ class InputError(ValueError): ...
 METADATA_FILE: str
 PACKAGE_INPUTS_KEY: str
 PACKAGE_CPU_FLAGS_KEY: str
+PACKAGE_STATIC_BATCHES_KEY: str
+PACKAGE_INDUCTOR_CONFIGS_KEY: str
+PACKAGE_MODEL_NAME: str
+
+def static_model_name(batch: int) -> str: ...
 
 class Preprocess:
     resize: int

@@ -15,7 +15,7 @@ import torch
 
 from . import _C, accuracy, formats
 from .backends import ExportOptions, WriteFailure
-from .backends._torch_export import shows_progress, stage
+from .backends._torch_export import at_batch, shows_progress, stage
 from .images import Preprocessing, make_preprocess
 from .module import Module, PathLike, load
 
@@ -175,6 +175,36 @@ def _kept_float(
     return tuple(kept)
 
 
+def _static_batches(
+    static_batches: Sequence[int],
+    chosen: formats.Format,
+    quantize: str | None,
+    example: tuple[Any, ...],
+) -> tuple[int, ...]:
+    """The batch sizes to compile alone as well, checked; ValueError if the format, the level or
+    the example's tensors (which must share a first dimension) cannot have them."""
+    batches = tuple(static_batches)
+    if not batches:
+        return ()
+    if chosen.name != "aoti":
+        raise ValueError(f"static_batches= is for AOTInductor packages (.pt2), not {chosen.title}")
+    if quantize is not None:
+        raise ValueError(
+            "static_batches= is for float packages: an int8 package is compiled for the "
+            "example's batch alone (export one per batch size)"
+        )
+    if not all(isinstance(batch, int) and batch >= 1 for batch in batches):
+        raise ValueError(f"static_batches must be batch sizes of 1 or more, not {batches}")
+    if len(set(batches)) != len(batches):
+        raise ValueError(f"static_batches lists a batch size twice: {batches}")
+    sizes = {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
+    if len(sizes) != 1 or any(isinstance(v, torch.Tensor) and not v.dim() for v in example):
+        raise ValueError(
+            "static_batches= needs forward's tensors to share a first dimension, the batch"
+        )
+    return batches
+
+
 def _shapes(inputs: tuple[Any, ...]) -> list[Any]:
     return [list(value.shape) if isinstance(value, torch.Tensor) else None for value in inputs]
 
@@ -242,6 +272,7 @@ def export(
     quantize: Literal["int8"] | None = None,
     calibration: Iterable[Any] | None = None,
     keep_float: Sequence[str] = (),
+    static_batches: Sequence[int] = (),
     min_cosine: float = 0.99,
     min_top1_agreement: float | None = None,
 ) -> Module:
@@ -279,6 +310,10 @@ def export(
     the figures. An int8 package runs the example's shapes only (compiled with a dynamic
     batch, torch 2.13's int8 code computes wrong results): calibration batches and check inputs
     must have them too.
+    static_batches (``.pt2``, float): batch sizes to compile alone as well, in the same
+    package: a call of one of them runs code specialised for it, any other the dynamic model
+    (measure it: it pays most for convolutions at small batches). Each is checked against eager
+    at its batch, and adds its compile time and its own copy of the weights.
     keep_float: submodules left in float32 in an int8 package, by name patterns (fnmatch, on
     ``model.named_modules()``'s names: ``"encoder.layer.?.output.dense"``), where their int8
     error costs more accuracy than their speed is worth.
@@ -305,6 +340,7 @@ def export(
 
     calibration_batches = _calibration_batches(quantize, calibration, chosen)
     kept_float = _kept_float(model, quantize, keep_float)
+    static = _static_batches(static_batches, chosen, quantize, example)
     if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= (min_top1_agreement or 0.0) <= 1.0):
         raise ValueError(
             f"min_cosine must lie in [-1, 1] and min_top1_agreement in [0, 1], not "
@@ -330,8 +366,19 @@ def export(
             input_sets[1:]
             + [(f"calibration batch #{n + 1}", b) for n, b in enumerate(calibration_batches)],
         )
+    input_sets += [
+        (f"the example at batch {batch} (compiled for it alone)", at_batch(example, batch))
+        for batch in static
+    ]
     options = ExportOptions(
-        method, dynamic_batch, progress, path.name, quantize, calibration_batches, kept_float
+        method,
+        dynamic_batch,
+        progress,
+        path.name,
+        quantize,
+        calibration_batches,
+        kept_float,
+        static,
     )
     report = None
     try:

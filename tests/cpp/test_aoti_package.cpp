@@ -138,4 +138,17 @@ TEST(AotiInputsTest, ChecksDtypeRankAndEachDimension) {
       << message(at::zeros({5, 3}));
 }
 
+TEST(AotiInputsTest, AStaticModelAdmitsExactlyItsShapes) {
+  // The choice between a package's static-batch models and its dynamic one.
+  const auto specs = tsnative::parse_inputs(
+      R"([{"name": "x", "dtype": "float32", "shape": [1, 3]},
+          {"name": "y", "dtype": "int64", "shape": [1]}])");
+  const auto ids = at::zeros({1}, at::kLong);
+  EXPECT_TRUE(tsnative::admits(specs, {at::zeros({1, 3}), ids}));
+  EXPECT_FALSE(tsnative::admits(specs, {at::zeros({2, 3}), at::zeros({2}, at::kLong)}));
+  EXPECT_FALSE(tsnative::admits(specs, {at::zeros({1, 3}), at::zeros({1})}));  // y's dtype
+  EXPECT_FALSE(tsnative::admits(specs, {at::zeros({1, 3})}));                  // one input short
+  EXPECT_EQ(tsnative::static_model_name(8), "batch_8");
+}
+
 }  // namespace

@@ -34,6 +34,7 @@ class ExportOptions:
     quantize: str | None = None  # AOTInductor's: "int8", or None for the model's own precision
     calibration: tuple[tuple[Any, ...], ...] = ()  # int8's calibration batches (argument tuples)
     keep_float: tuple[str, ...] = ()  # int8's: names of the submodules left in float32
+    static_batches: tuple[int, ...] = ()  # AOTInductor's: batch sizes compiled alone as well
 
 
 @dataclass(frozen=True)

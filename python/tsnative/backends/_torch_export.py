@@ -33,6 +33,12 @@ def exported(
         raise WriteFailure(f"torch.export failed: {cause(error)}") from None
 
 
+def at_batch(example: tuple[Any, ...], batch: int) -> tuple[Any, ...]:
+    """The example's rows, repeated or cut to `batch` rows (its tensors share a first
+    dimension: export() checks it)."""
+    return tuple(value[torch.arange(batch) % value.shape[0]] for value in example)
+
+
 def size_oblivious() -> contextlib.AbstractContextManager[None]:
     """An example batch of 1 must not specialise the batch to 1: torch.export and Inductor
     otherwise treat sizes 0 and 1 as constants (both steps need it)."""

@@ -1,4 +1,4 @@
-"""Writing AOTInductor packages (.pt2): torch.export, then aoti_compile_and_package.
+"""Writing AOTInductor packages (.pt2): torch.export, then AOTInductor's compile and package.
 
 The package runs in the C++ core (csrc/core/backends/aoti/), through the same Model as a
 TorchScript archive; only writing one needs Python (torch.export and Inductor's compiler).
@@ -15,7 +15,7 @@ import torch
 from .. import _C
 from . import ExportOptions, WriteFailure, Written, int8
 from ._quiet import quiet
-from ._torch_export import cause, exported, size_oblivious, stage
+from ._torch_export import at_batch, cause, exported, size_oblivious, stage
 
 
 def write(
@@ -28,7 +28,8 @@ def write(
     """Exports `model` with torch.export (its first dimension dynamic with options.dynamic_batch,
     from batch 0 up, whatever the example's batch), compiles it with AOTInductor (weights frozen
     into the code) and writes the package at `path`, the metadata and forward's input shapes
-    inside."""
+    inside. Each of options.static_batches adds a model compiled for that batch alone (named
+    _C.static_model_name(batch)), which the core runs for calls of that batch."""
     for number, value in enumerate(example):
         if not isinstance(value, torch.Tensor):
             raise WriteFailure(
@@ -49,26 +50,54 @@ def write(
     else:
         with stage(progress, f"torch.export: {name}"):
             program = exported(model, example, options.dynamic_batch)
-    metadata.export_method = "torch._inductor.aoti_compile_and_package"
-    configs = {
-        "freezing": True,
-        "aot_inductor.metadata": {
-            _C.METADATA_FILE: metadata.to_json(),
-            _C.PACKAGE_INPUTS_KEY: json.dumps(_input_specs(program)),
-            _C.PACKAGE_CPU_FLAGS_KEY: _unrecorded_cpu_flags(),
-        },
+    metadata.export_method = "torch._inductor.aot_compile, package_aoti"
+    # name -> (program, how progress calls it)
+    main = "dynamic batch" if options.dynamic_batch else "the example's batch"
+    programs = {_C.PACKAGE_MODEL_NAME: (program, main)}
+    for batch in options.static_batches:
+        with stage(progress, f"torch.export: {name} for batch {batch} alone"):
+            static = exported(model, at_batch(example, batch), dynamic_batch=False)
+        programs[_C.static_model_name(batch)] = (static, f"batch {batch}")
+    # What the package is compiled with, recorded in it (beside each model's metadata).
+    configs: dict[str, Any] = {"freezing": True}
+    shared = {
+        _C.METADATA_FILE: metadata.to_json(),
+        _C.PACKAGE_CPU_FLAGS_KEY: _unrecorded_cpu_flags(),
+        _C.PACKAGE_INDUCTOR_CONFIGS_KEY: json.dumps(configs, sort_keys=True),
     }
-    with stage(progress, f"AOTInductor: compiling {name} (tens of seconds)"):
-        try:
-            # Inductor freezes (folds and prepacks the weights, lowers int8 patterns to
-            # oneDNN's kernels) only with autograd off: without no_grad "freezing" does nothing.
-            with size_oblivious(), quiet(), torch.no_grad():
-                torch._inductor.aoti_compile_and_package(
-                    program, package_path=path, inductor_configs=configs
-                )
-        except Exception as error:
-            raise WriteFailure(f"AOTInductor failed: {cause(error)}") from None
+    compiled: dict[str, list[Any]] = {}
+    for model_name, (each, called) in programs.items():
+        entries = {**shared, _C.PACKAGE_INPUTS_KEY: json.dumps(_input_specs(each))}
+        if model_name == _C.PACKAGE_MODEL_NAME and options.static_batches:
+            entries[_C.PACKAGE_STATIC_BATCHES_KEY] = json.dumps(list(options.static_batches))
+        which = "" if len(programs) == 1 else f" ({called})"
+        with stage(progress, f"AOTInductor: compiling {name}{which} (tens of seconds)"):
+            compiled[model_name] = _compiled(each, {**configs, "aot_inductor.metadata": entries})
+    from torch._inductor.package import package_aoti
+
+    try:
+        package_aoti(path, compiled)
+    except Exception as error:
+        raise WriteFailure(f"AOTInductor failed to write the package: {cause(error)}") from None
     return Written("AOTInductor")
+
+
+def _compiled(program: torch.export.ExportedProgram, configs: dict[str, Any]) -> list[Any]:
+    """The files AOTInductor compiles `program` into, for package_aoti; WriteFailure if it
+    cannot."""
+    args, kwargs = program.example_inputs
+    try:
+        # Inductor freezes (folds and prepacks the weights, lowers int8 patterns to oneDNN's
+        # kernels) only with autograd off: without no_grad "freezing" does nothing.
+        with size_oblivious(), quiet(), torch.no_grad():
+            return torch._inductor.aot_compile(
+                program.module(check_guards=False),
+                args,
+                kwargs,
+                options={**configs, "aot_inductor.package": True},
+            )
+    except Exception as error:
+        raise WriteFailure(f"AOTInductor failed: {cause(error)}") from None
 
 
 def _unrecorded_cpu_flags() -> str:

@@ -11,6 +11,29 @@
 
 namespace tsnative {
 
+namespace {
+
+std::unique_ptr<torch::inductor::AOTIModelPackageLoader> open_model(const std::string& path,
+                                                                    const std::string& model,
+                                                                    const c10::Device& device) {
+  return std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+      path, model, /*run_single_threaded=*/false, /*num_runners=*/1,
+      device.is_cpu() ? c10::DeviceIndex{-1} : device.index());
+}
+
+// Zeros of a static model's input shapes, to warm it up.
+std::vector<c10::IValue> zeros_for(const std::vector<TensorSpec>& specs) {
+  std::vector<c10::IValue> inputs;
+  for (const auto& spec : specs) {
+    std::vector<int64_t> sizes;
+    for (const auto& dimension : spec.shape) sizes.push_back(dimension.size);
+    inputs.emplace_back(at::zeros(sizes, at::TensorOptions().dtype(spec.dtype)));
+  }
+  return inputs;
+}
+
+}  // namespace
+
 AotiBackend::AotiBackend(std::string source, c10::Device device)
     : Backend(std::move(source), device,
               "an AOTInductor package has compiled them into its code; read them from the "
@@ -47,10 +70,12 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
   package->description_ = std::move(description.description);
   std::vector<std::string> call_spec;
   try {
-    package->loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        path, kPackageModelName, /*run_single_threaded=*/false, /*num_runners=*/1,
-        device.is_cpu() ? c10::DeviceIndex{-1} : device.index());
+    package->loader_ = open_model(path, kPackageModelName, device);
     call_spec = package->loader_->get_call_spec();
+    for (auto& model : description.static_models) {
+      package->static_loaders_.push_back(
+          {std::move(model.inputs), open_model(path, model.name, device)});
+    }
   } catch (const c10::Error& e) {
     throw LoadError("cannot load " + source +
                     " as an AOTInductor package: " + first_line(e.what_without_backtrace()));
@@ -93,6 +118,9 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
   if (!inputs.empty()) {
     try {
       package->run("forward", package->signatures_.at("forward"), inputs);
+      for (const auto& model : package->static_loaders_) {
+        package->run("forward", package->signatures_.at("forward"), zeros_for(model.inputs));
+      }
     } catch (const InferenceError& e) {
       // Inputs the caller gave must work; an input guessed from the metadata may not fit.
       if (!options.warmup_inputs.empty()) {
@@ -110,13 +138,13 @@ c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& sign
   std::vector<at::Tensor> inputs;
   inputs.reserve(args.size());
   for (const auto& arg : args) inputs.push_back(arg.toTensor());
-  check_inputs(inputs_, inputs);
+  auto& loader = loader_for(inputs);
   // The compiled kernels index their inputs as contiguous tensors on the package's device.
   for (auto& input : inputs) input = input.to(device_).contiguous();
   c10::NoGradGuard no_grad;
   std::vector<at::Tensor> outputs;
   try {
-    outputs = loader_->run(inputs);
+    outputs = loader.run(inputs);
   } catch (const c10::Error& e) {
     throw InferenceError("forward() failed: " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
@@ -128,6 +156,15 @@ c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& sign
     throw InferenceError("forward() of " + source_ + " returned what its call spec does not " +
                          "describe: " + e.what());
   }
+}
+
+torch::inductor::AOTIModelPackageLoader& AotiBackend::loader_for(
+    const std::vector<at::Tensor>& inputs) const {
+  for (const auto& model : static_loaders_) {
+    if (admits(model.inputs, inputs)) return *model.loader;
+  }
+  check_inputs(inputs_, inputs);
+  return *loader_;
 }
 
 }  // namespace tsnative

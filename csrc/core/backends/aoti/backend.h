@@ -37,8 +37,9 @@ class AotiBackend final : public Backend {
                                            const c10::Device& device, const LoadOptions& options);
   ~AotiBackend() override;
 
-  // Runs forward: checks dtype and shape against what was exported, moves the tensors to the
-  // device, contiguous, and nests the outputs as the eager model returned them. Throws
+  // Runs forward (the model compiled for the inputs' batch alone, where the package has one):
+  // checks dtype and shape against what was exported, moves the tensors to the device,
+  // contiguous, and nests the outputs as the eager model returned them. Throws
   // ArgumentError for an input outside the exported shapes, InferenceError for a failure
   // inside the compiled code.
   c10::IValue run(const std::string& method, const c10::FunctionSchema& signature,
@@ -50,7 +51,16 @@ class AotiBackend final : public Backend {
  private:
   AotiBackend(std::string source, c10::Device device);
 
+  // The loader for the inputs given: a static-batch model's that admits them, else loader_.
+  torch::inductor::AOTIModelPackageLoader& loader_for(const std::vector<at::Tensor>& inputs) const;
+
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  // Models compiled for one batch size each (tsnative.export's static_batches), tried first.
+  struct StaticLoader {
+    std::vector<TensorSpec> inputs;
+    std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  };
+  std::vector<StaticLoader> static_loaders_;
   TreeSpec outputs_;
   std::string description_;
 };

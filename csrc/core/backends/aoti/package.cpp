@@ -146,6 +146,16 @@ std::vector<TensorSpec> parse_inputs(const std::string& json) {
   return inputs;
 }
 
+bool admits(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
+  if (specs.size() != inputs.size()) return false;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!mismatch(specs[i], inputs[i]).empty()) return false;
+  }
+  return true;
+}
+
+std::string static_model_name(int64_t batch) { return "batch_" + std::to_string(batch); }
+
 void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
   for (size_t i = 0; i < specs.size() && i < inputs.size(); ++i) {
     if (const auto problem = mismatch(specs[i], inputs[i]); !problem.empty()) {
@@ -164,20 +174,70 @@ std::string int8_instructions(const std::function<bool(const std::string&)>& cpu
   return "no VNNI or AMX, AVX2's int8 arithmetic (slower than on a CPU with either)";
 }
 
+namespace {
+
+// One model's aot_inductor.metadata, checked against this machine; LoadError otherwise.
+std::unordered_map<std::string, std::string> read_entries(
+    const std::string& path, const std::string& source, const std::string& model,
+    const c10::Device& device, const std::function<bool(const std::string&)>& cpu_has) {
+  std::unordered_map<std::string, std::string> entries;
+  const auto which = model == kPackageModelName ? "" : "its model " + model + ": ";
+  try {
+    entries = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, model);
+  } catch (const c10::Error& e) {
+    throw LoadError("cannot load " + source + " as an AOTInductor package: " + which +
+                    first_line(e.what_without_backtrace()));
+  }
+  if (const auto problem = platform_problem(entries, device, cpu_has); !problem.empty()) {
+    throw LoadError("cannot load " + source + ": " + which + problem);
+  }
+  return entries;
+}
+
+// The static-batch models kStaticBatchesMetadataKey lists, each read and checked.
+std::vector<StaticModel> read_static_models(
+    const std::string& json, const std::string& path, const std::string& source,
+    const c10::Device& device, const std::function<bool(const std::string&)>& cpu_has) {
+  std::vector<StaticModel> models;
+  try {
+    for (const auto& entry : Json::parse(json)) {
+      const auto batch = entry.get<int64_t>();
+      if (batch < 1) throw std::invalid_argument("a batch size below 1");
+      for (const auto& model : models) {
+        if (model.batch == batch)
+          throw std::invalid_argument("batch " + std::to_string(batch) + " twice");
+      }
+      models.push_back({batch, static_model_name(batch), {}});
+    }
+  } catch (const std::exception& e) {
+    throw LoadError("cannot load " + source + ": its '" + kStaticBatchesMetadataKey +
+                    "' lists no batch sizes: " + first_line(e.what()));
+  }
+  for (auto& model : models) {
+    const auto entries = read_entries(path, source, model.name, device, cpu_has);
+    try {
+      model.inputs = parse_inputs(value_of(entries, kInputsMetadataKey));
+      for (const auto& spec : model.inputs) {
+        for (const auto& dimension : spec.shape) {
+          if (dimension.size < 0) throw std::invalid_argument(spec.name + " has a dynamic size");
+        }
+      }
+    } catch (const std::exception& e) {
+      throw LoadError("cannot load " + source + ": its model " + model.name + "'s '" +
+                      kInputsMetadataKey +
+                      "' does not describe static inputs: " + first_line(e.what()));
+    }
+  }
+  return models;
+}
+
+}  // namespace
+
 PackageDescription read_package(const std::string& path, const std::string& source,
                                 const c10::Device& device,
                                 const std::function<bool(const std::string&)>& cpu_has) {
   PackageDescription package;
-  try {
-    package.entries = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(
-        path, kPackageModelName);
-  } catch (const c10::Error& e) {
-    throw LoadError("cannot load " + source +
-                    " as an AOTInductor package: " + first_line(e.what_without_backtrace()));
-  }
-  if (const auto problem = platform_problem(package.entries, device, cpu_has); !problem.empty()) {
-    throw LoadError("cannot load " + source + ": " + problem);
-  }
+  package.entries = read_entries(path, source, kPackageModelName, device, cpu_has);
   const auto inputs_json = value_of(package.entries, kInputsMetadataKey);
   try {
     if (!inputs_json.empty()) package.inputs = parse_inputs(inputs_json);
@@ -192,6 +252,16 @@ PackageDescription read_package(const std::string& path, const std::string& sour
                         value_of(package.entries, "AOTI_DEVICE_KEY") +
                         (isa.empty() ? "" : " (" + isa + ")") +
                         (inputs_json.empty() ? "; inputs checked by the package's own code" : "");
+  const auto static_batches = value_of(package.entries, kStaticBatchesMetadataKey);
+  if (!static_batches.empty()) {
+    package.static_models = read_static_models(static_batches, path, source, device, cpu_has);
+    std::string batches;
+    for (const auto& model : package.static_models) {
+      batches += (batches.empty() ? "" : ", ") + std::to_string(model.batch);
+    }
+    package.description +=
+        "; compiled for batch " + batches + " alone as well (a call of that batch runs that code)";
+  }
   if (!package.metadata.quantization.empty()) {
     package.description += "; " + package.metadata.quantization;
     if (device.is_cpu()) package.description += "; int8 on this CPU: " + int8_instructions(cpu_has);
