@@ -166,10 +166,8 @@ def test_static_batches_arguments_are_checked_before_any_work(tmp_path: Path) ->
     model, x = SmallConvNet().eval(), torch.randn(2, 3, 8, 8)
     with pytest.raises(ValueError, match=r"for AOTInductor packages \(\.pt2\), not TorchScript"):
         tsnative.export(model, x, tmp_path / "m.pt", static_batches=[1])
-    with pytest.raises(ValueError, match="static_batches= is for float packages"):
-        tsnative.export(
-            model, x, tmp_path / "m.pt2", static_batches=[1], quantize="int8", calibration=[x]
-        )
+    with pytest.raises(ValueError, match="lists the example's batch, 2, for which the package"):
+        tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[1, 2], dynamic_batch=False)
     with pytest.raises(ValueError, match="batch sizes of 1 or more, not"):
         tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[0])
     with pytest.raises(ValueError, match="lists a batch size twice"):

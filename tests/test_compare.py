@@ -249,3 +249,15 @@ def test_compare_calibration_without_aoti_is_a_value_error() -> None:
     model, x = _cnn_and_input()
     with pytest.raises(ValueError, match="formats must hold 'aoti'"):
         tsnative.compare(model, x, formats=("torchscript",), calibration=[x])
+
+
+def test_compare_static_adds_a_package_compiled_for_the_inputs_shapes() -> None:
+    model, x = _cnn_and_input()
+    report = tsnative.compare(model, x, formats=("aoti",), rounds=3, static=True)
+    assert [runner.name for runner in report.runners] == ["eager", "aoti", "aoti static"]
+    static = report.runners[2]
+    assert not static.error and not static.reduced_precision
+    assert static.within_tolerance and static.median_ms is not None
+    assert "aoti static" in str(report)
+    with pytest.raises(ValueError, match="static=True adds an AOTInductor package"):
+        tsnative.compare(model, x, formats=("torchscript",), static=True)

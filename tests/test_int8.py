@@ -68,6 +68,40 @@ def test_int8_keeps_the_held_out_accuracy_of_the_float_model(
     assert int8_top1 >= float_top1 - 0.005, (float(int8_top1), float(float_top1))
 
 
+def test_int8_with_static_batches_runs_each_batch_in_int8(digits: Digits, tmp_path: Path) -> None:
+    """static_batches=[1]: the package also holds the model quantized and compiled for one
+    digit at a time, calibrated on the same rows, and keeps the held-out accuracy there; a
+    batch it holds no model for is refused as before."""
+    module = tsnative.export(
+        digits.model,
+        digits.calibration[0],
+        tmp_path / "digits-1-32.pt2",
+        labels=LABELS,
+        quantize="int8",
+        calibration=digits.calibration,
+        static_batches=[1],
+        progress=False,
+    )
+    assert "compiled for batch 1 alone as well" in module.optimization
+    with zipfile.ZipFile(module.path) as package:
+        wrappers = {
+            name.split("/")[3]: package.read(name).decode()
+            for name in package.namelist()
+            if name.endswith(".wrapper.cpp")
+        }
+    assert set(wrappers) == {"model", "batch_1"}
+    assert all("qlinear" in code and "qconv" in code for code in wrappers.values())
+    test_x, test_y = digits.test_x, digits.test_y
+    with torch.no_grad():
+        float_top1 = (digits.model(test_x).argmax(1) == test_y).double().mean()
+    one_at_a_time = torch.cat([module(image).argmax(1) for image in test_x.split(1)])
+    int8_top1 = (one_at_a_time == test_y).double().mean()
+    assert int8_top1 >= float_top1 - 0.005, (float(int8_top1), float(float_top1))
+    assert module(test_x[:32]).shape == (32, 10)  # the example's batch
+    with pytest.raises(tsnative.ArgumentError, match=r"dimension 0 \(exported as 32\)"):
+        module(test_x[:5])
+
+
 def test_int8_package_runs_onednn_int8_kernels(int8_digits: tsnative.Module) -> None:
     """The convolutions and the linear layer lowered to oneDNN's int8 ops, not float32 kernels
     between quantize and dequantize steps (what a package without Inductor's quantization

@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         "argument, shaped like the inputs): adds an int8 AOTInductor package calibrated on "
         "them ('aoti int8'; needs the int8 extra)",
     )
+    command.add_argument(
+        "--static",
+        action="store_true",
+        help="adds an AOTInductor package compiled for the inputs' shapes alone ('aoti static': "
+        "whether static_batches= pays for this model at this batch)",
+    )
     command.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     command.add_argument("--levels", nargs="+", choices=LEVELS, default=list(LEVELS))
     command.add_argument("--rounds", type=int, default=20, help="timed calls per runner")
@@ -99,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             k=args.topk,
             rounds=args.rounds,
             calibration=_load_calibration(args.calibration) if args.calibration else None,
+            static=args.static,
         )
     except (ImportError, AttributeError, ValueError, OSError, _C.InferenceError) as error:
         print(f"python -m tsnative compare: {type(error).__name__}: {error}", file=sys.stderr)

@@ -135,6 +135,7 @@ def compare(
     rtol: float = 1e-4,
     atol: float = 1e-5,
     calibration: Sequence[Any] | None = None,
+    static: bool = False,
 ) -> Comparison:
     """Runs `model` eagerly and as each deployment format on `inputs` and compares them.
 
@@ -153,11 +154,17 @@ def compare(
     int8", an int8 package calibrated on them (needs "aoti" among `formats` and the int8
     extra), judged as reduced precision. Its accuracy at export is held to export's default
     thresholds: a package that misses them is a row that says by how much.
+
+    static: adds "aoti static", a package compiled for the inputs' shapes alone
+    (dynamic_batch=False, what static_batches= adds to a package): whether that pays for this
+    model at this batch (needs "aoti" among `formats`).
     """
     for name in formats:
         formats_table.named(name)  # a ValueError naming the known ones
     if calibration is not None and "aoti" not in formats:
         raise ValueError("calibration= adds an int8 AOTInductor package: formats must hold 'aoti'")
+    if static and "aoti" not in formats:
+        raise ValueError("static=True adds an AOTInductor package: formats must hold 'aoti'")
     example = inputs if isinstance(inputs, tuple) else (inputs,)
     model = model.eval()
     try:
@@ -171,20 +178,23 @@ def compare(
         ) from None
     runners = [Runner("eager", "eager", "")]
     calls: list[Callable[[], Any] | None] = [lambda: _eager(model, example)]
-    exports = [(name, {}) for name in formats]
+    # (format, variant: "" or what the runner's name adds, export options)
+    exports: list[tuple[str, str, dict[str, Any]]] = [(name, "", {}) for name in formats]
+    if static:
+        exports.append(("aoti", "static", {"dynamic_batch": False}))
     if calibration is not None:
-        exports.append(("aoti", {"quantize": "int8", "calibration": calibration}))
+        exports.append(("aoti", "int8", {"quantize": "int8", "calibration": calibration}))
     with tempfile.TemporaryDirectory(prefix="tsnative-compare-") as scratch:
-        for name, options in exports:
-            given = None if options else (files or {}).get(name)
+        for name, variant, options in exports:
+            given = None if variant else (files or {}).get(name)
             suffix = formats_table.named(name).suffix
-            stem = "model-int8" if options else "model"
+            stem = f"model-{variant}" if variant else "model"
             path = Path(given) if given is not None else Path(scratch) / f"{stem}{suffix}"
             error = "" if given is not None else _export(model, example, path, options)
             for level in levels if name == "torchscript" else ("none",):
                 title = f"{name} {level}" if name == "torchscript" else name
                 runner = Runner(
-                    f"{title} {options['quantize']}" if options else title,
+                    f"{title} {variant}" if variant else title,
                     name,
                     level if name == "torchscript" else "",
                     error=error,

@@ -178,21 +178,17 @@ def _kept_float(
 def _static_batches(
     static_batches: Sequence[int],
     chosen: formats.Format,
-    quantize: str | None,
     example: tuple[Any, ...],
+    example_is_static: bool,
 ) -> tuple[int, ...]:
-    """The batch sizes to compile alone as well, checked; ValueError if the format, the level or
-    the example's tensors (which must share a first dimension) cannot have them."""
+    """The batch sizes to compile alone as well, checked; ValueError if the format or the
+    example's tensors (which must share a first dimension) cannot have them, or for the
+    example's own batch where the package is compiled for it anyway."""
     batches = tuple(static_batches)
     if not batches:
         return ()
     if chosen.name != "aoti":
         raise ValueError(f"static_batches= is for AOTInductor packages (.pt2), not {chosen.title}")
-    if quantize is not None:
-        raise ValueError(
-            "static_batches= is for float packages: an int8 package is compiled for the "
-            "example's batch alone (export one per batch size)"
-        )
     if not all(isinstance(batch, int) and batch >= 1 for batch in batches):
         raise ValueError(f"static_batches must be batch sizes of 1 or more, not {batches}")
     if len(set(batches)) != len(batches):
@@ -201,6 +197,11 @@ def _static_batches(
     if len(sizes) != 1 or any(isinstance(v, torch.Tensor) and not v.dim() for v in example):
         raise ValueError(
             "static_batches= needs forward's tensors to share a first dimension, the batch"
+        )
+    if example_is_static and sizes & set(batches):
+        raise ValueError(
+            f"static_batches lists the example's batch, {sizes.pop()}, for which the package "
+            "is compiled already (an int8 package, or dynamic_batch=False)"
         )
     return batches
 
@@ -310,10 +311,12 @@ def export(
     the figures. An int8 package runs the example's shapes only (compiled with a dynamic
     batch, torch 2.13's int8 code computes wrong results): calibration batches and check inputs
     must have them too.
-    static_batches (``.pt2``, float): batch sizes to compile alone as well, in the same
-    package: a call of one of them runs code specialised for it, any other the dynamic model
-    (measure it: it pays most for convolutions at small batches). Each is checked against eager
-    at its batch, and adds its compile time and its own copy of the weights.
+    static_batches (``.pt2``): batch sizes to compile alone as well, in the same package: a
+    call of one of them runs code specialised for it, any other the dynamic model (measure it:
+    it pays most for convolutions at small batches). Each is checked against eager at its
+    batch, and adds its compile time and its own copy of the weights. With int8, each is
+    quantized on the calibration batches' rows regrouped to its batch: the package then runs
+    those batch sizes and the example's.
     keep_float: submodules left in float32 in an int8 package, by name patterns (fnmatch, on
     ``model.named_modules()``'s names: ``"encoder.layer.?.output.dense"``), where their int8
     error costs more accuracy than their speed is worth.
@@ -340,7 +343,9 @@ def export(
 
     calibration_batches = _calibration_batches(quantize, calibration, chosen)
     kept_float = _kept_float(model, quantize, keep_float)
-    static = _static_batches(static_batches, chosen, quantize, example)
+    static = _static_batches(
+        static_batches, chosen, example, quantize is not None or not dynamic_batch
+    )
     if not (-1.0 <= min_cosine <= 1.0 and 0.0 <= (min_top1_agreement or 0.0) <= 1.0):
         raise ValueError(
             f"min_cosine must lie in [-1, 1] and min_top1_agreement in [0, 1], not "

@@ -55,8 +55,19 @@ def write(
     main = "dynamic batch" if options.dynamic_batch else "the example's batch"
     programs = {_C.PACKAGE_MODEL_NAME: (program, main)}
     for batch in options.static_batches:
-        with stage(progress, f"torch.export: {name} for batch {batch} alone"):
-            static = exported(model, at_batch(example, batch), dynamic_batch=False)
+        if options.quantize == "int8":  # quantized again: its graph is the example's batch's
+            static, _ = int8.quantized_program(
+                model,
+                at_batch(example, batch),
+                int8.regrouped(options.calibration, batch),
+                options.keep_float,
+                False,
+                progress,
+                f"{name} for batch {batch}",
+            )
+        else:
+            with stage(progress, f"torch.export: {name} for batch {batch} alone"):
+                static = exported(model, at_batch(example, batch), dynamic_batch=False)
         programs[_C.static_model_name(batch)] = (static, f"batch {batch}")
     # What the package is compiled with, recorded in it (beside each model's metadata).
     configs: dict[str, Any] = {"freezing": True}

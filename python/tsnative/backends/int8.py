@@ -18,7 +18,7 @@ from .. import _C
 from .._extras import install_hint
 from . import WriteFailure
 from ._quiet import quiet
-from ._torch_export import cause, exported, stage
+from ._torch_export import at_batch, cause, exported, stage
 
 SCHEME = (
     "PT2E static quantization (x86 Inductor quantizer: activations per tensor, weights per channel)"
@@ -81,6 +81,17 @@ def quantized_program(
     return program, (
         f"int8: {SCHEME}{bits}, {layers} layers' weights in int8{kept}, calibrated on "
         f"{len(calibration)} batches, for inputs {shapes}"
+    )
+
+
+def regrouped(calibration: Sequence[tuple[Any, ...]], batch: int) -> tuple[tuple[Any, ...], ...]:
+    """The calibration batches' rows in batches of `batch` rows (the model compiled for that
+    batch alone calibrates on the same data); rows repeated where there are fewer."""
+    columns = [torch.cat(values) for values in zip(*calibration, strict=True)]
+    rows = columns[0].shape[0]
+    return tuple(
+        at_batch(tuple(column[start : start + batch] for column in columns), batch)
+        for start in range(0, max(rows - batch, 0) + 1, batch)
     )
 
 
