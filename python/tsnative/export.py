@@ -118,11 +118,15 @@ def _claim(staging: Path, path: Path) -> None:
         raise ExportError(f"cannot write {str(path)!r}: {error.strerror}") from None
 
 
+def _first_dimensions(example: tuple[Any, ...]) -> set[int]:
+    """The sizes of the example's tensors' first dimensions (one: a shared batch)."""
+    return {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
+
+
 def _grown_batch(example: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The example with one more row, to prove a dynamic batch dimension; None if its tensors
     do not share a first dimension."""
-    sizes = {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
-    if len(sizes) != 1:
+    if len(_first_dimensions(example)) != 1:
         return None
     return tuple(torch.cat([value, value[:1]]) for value in example)
 
@@ -193,7 +197,7 @@ def _static_batches(
         raise ValueError(f"static_batches must be batch sizes of 1 or more, not {batches}")
     if len(set(batches)) != len(batches):
         raise ValueError(f"static_batches lists a batch size twice: {batches}")
-    sizes = {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
+    sizes = _first_dimensions(example)
     if len(sizes) != 1 or any(isinstance(v, torch.Tensor) and not v.dim() for v in example):
         raise ValueError(
             "static_batches= needs forward's tensors to share a first dimension, the batch"
