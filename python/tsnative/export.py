@@ -287,9 +287,10 @@ def export(
     ``.onnx`` ONNX (or ``format=`` "torchscript", "aoti", "onnx"). TorchScript: method
     "script" compiles the Python code; "trace" records one run on `example_inputs`; "auto"
     scripts when it can and traces otherwise. AOTInductor: torch.export, then
-    aoti_compile_and_package with the weights frozen into the compiled code (tens of seconds;
-    `progress` shows the seconds on stderr, by default when it is a terminal); labels,
-    preprocessing and forward's input shapes go into the package's metadata. ONNX:
+    AOTInductor (aot_compile, package_aoti) with the weights frozen into the compiled code
+    (tens of seconds; `progress` shows the seconds on stderr, by default when it is a
+    terminal); labels, preprocessing, forward's input shapes and the Inductor options go into
+    the package's metadata. ONNX:
     torch.onnx.export (torch.export, then ONNX Script); labels and preprocessing go into the
     model's metadata_props. Both take tensor arguments only, the first dimension dynamic
     unless dynamic_batch=False. The written file is then run (natively, or by ONNX Runtime)

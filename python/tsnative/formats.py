@@ -47,7 +47,7 @@ FORMATS: tuple[Format, ...] = (
         "aoti",
         "AOTInductor",
         ".pt2",
-        "torch._inductor.aoti_compile_and_package",
+        "torch.export and AOTInductor (aot_compile, package_aoti)",
         torch_export=True,
     ),
     Format(

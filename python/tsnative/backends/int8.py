@@ -34,7 +34,7 @@ def quantized_program(
     progress: bool | None,
     name: str,
 ) -> tuple[torch.export.ExportedProgram, str]:
-    """The int8 model as an exported program for aoti_compile_and_package (with freezing), and
+    """The int8 model as an exported program for AOTInductor to compile (with freezing), and
     how it was quantized, in a line, for the package's metadata. The submodules named in
     `keep_float` are not quantized."""
     # Without VNNI, oneDNN adds u8 x s8 products in pairs into 16 bits, which 8-bit activations
