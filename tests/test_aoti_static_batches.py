@@ -9,9 +9,11 @@ function than its dynamic one (a package tsnative exports computes the same in b
 
 from __future__ import annotations
 
+import importlib
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -97,13 +99,32 @@ def _rewritten(package: Path, path: Path, model: str, **changes: str) -> Path:
     return path
 
 
+_NOT_BATCHES = "its 'tsnative.static_batches' is not a list of distinct batch sizes of 1 or more"
+
+
 @pytest.mark.parametrize(
     ("model", "changes", "message"),
     [
         ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[1, 2]"}, "its model batch_2: "),
-        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[0]"}, "lists no batch sizes: a batch size"),
-        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[1, 1]"}, "lists no batch sizes: batch 1 twice"),
-        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: '"one"'}, "lists no batch sizes"),
+        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[0]"}, f"{_NOT_BATCHES}: a batch size below 1"),
+        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[1, 1]"}, f"{_NOT_BATCHES}: batch 1 twice"),
+        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: '"one"'}, _NOT_BATCHES),
+        ("model", {_C.PACKAGE_STATIC_BATCHES_KEY: "[]"}, f"{_NOT_BATCHES}: an empty list"),
+        (
+            "batch_1",
+            {_C.PACKAGE_INPUTS_KEY: _inputs_entry([2, 6])},
+            "its model batch_1's 'tsnative.inputs' does not describe static inputs: x's first "
+            "dimension is not 1",
+        ),
+        (
+            "batch_1",
+            {
+                _C.PACKAGE_INPUTS_KEY: json.dumps(
+                    [{"name": name, "dtype": "float32", "shape": [1, 6]} for name in ("x", "y")]
+                )
+            },
+            "does not describe static inputs: 2 inputs where forward takes 1",
+        ),
         (
             "batch_1",
             {_C.PACKAGE_INPUTS_KEY: _inputs_entry([{"name": "batch", "min": 0, "max": None}, 6])},
@@ -119,6 +140,25 @@ def test_wrong_static_batch_entries_are_one_clear_error(
     with pytest.raises(tsnative.ModelLoadError, match=repr(str(bad))) as raised:
         tsnative.load(bad)
     assert message in str(raised.value)
+
+
+def test_a_static_model_too_large_to_warm_up_on_zeros_is_left_cold(
+    two_function_package: Path, tmp_path: Path
+) -> None:
+    """Each static model is warmed up on zeros of its own shapes: a package's (a guess, as a
+    warm-up input made from metadata) too large to make is skipped, not allocated."""
+    huge = _rewritten(
+        two_function_package,
+        tmp_path / "huge.pt2",
+        "batch_1",
+        **{_C.PACKAGE_INPUTS_KEY: _inputs_entry([1, 10**6, 10**6, 6])},
+    )
+    three = torch.randn(3, 6)
+    module = tsnative.load(huge, warmup_inputs=(three,))
+    with torch.no_grad():
+        assert_outputs_equal(
+            module(three), _linear(0)(three), exact=False, tolerances=AOTI_TOLERANCES
+        )
 
 
 class SmallConvNet(torch.nn.Module):
@@ -162,6 +202,31 @@ def test_export_with_static_batches_matches_eager_at_every_batch(
     assert json.loads(entries["model"][_C.PACKAGE_INDUCTOR_CONFIGS_KEY]) == {"freezing": True}
 
 
+def test_export_checks_the_dynamic_model_where_the_example_batch_is_listed_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example (batch 2) and its grown copy (batch 3) would both run static models: the
+    dynamic one, which answers every other batch, must still be compared with eager."""
+    export_module = importlib.import_module("tsnative.export")
+    checked: list[int] = []
+    compare = export_module._check_matches_eager
+
+    def recording(model: Any, native: Any, input_sets: list, *args: Any, **kwargs: Any) -> None:
+        checked.extend(inputs[0].shape[0] for _, inputs in input_sets)
+        compare(model, native, input_sets, *args, **kwargs)
+
+    monkeypatch.setattr(export_module, "_check_matches_eager", recording)
+    model = SmallConvNet().eval()
+    module = tsnative.export(
+        model, torch.randn(2, 3, 8, 8), tmp_path / "net.pt2", static_batches=[2, 3]
+    )
+    # batch 4 is the smallest no static model answers; the example's batch is checked once
+    assert sorted(checked) == [2, 3, 4]
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert_outputs_equal(module(x), model(x), exact=False, tolerances=AOTI_TOLERANCES)
+
+
 def test_static_batches_arguments_are_checked_before_any_work(tmp_path: Path) -> None:
     model, x = SmallConvNet().eval(), torch.randn(2, 3, 8, 8)
     with pytest.raises(ValueError, match=r"for AOTInductor packages \(\.pt2\), not TorchScript"):
@@ -170,6 +235,8 @@ def test_static_batches_arguments_are_checked_before_any_work(tmp_path: Path) ->
         tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[1, 2], dynamic_batch=False)
     with pytest.raises(ValueError, match="batch sizes of 1 or more, not"):
         tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[0])
+    with pytest.raises(ValueError, match="batch sizes of 1 or more, not"):
+        tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[True])
     with pytest.raises(ValueError, match="lists a batch size twice"):
         tsnative.export(model, x, tmp_path / "m.pt2", static_batches=[8, 8])
     assert list(tmp_path.iterdir()) == []

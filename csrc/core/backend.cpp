@@ -36,25 +36,28 @@ void check_arguments(const c10::FunctionSchema& signature, std::vector<c10::IVal
   }
 }
 
+bool warmup_shape_fits(c10::IntArrayRef shape) {
+  uint64_t elements = 1;
+  bool overflow = false;
+  for (const auto size : shape) {
+    overflow |=
+        size < 0 || __builtin_mul_overflow(elements, static_cast<uint64_t>(size), &elements);
+  }
+  return !overflow && elements <= kMaxWarmupElements;
+}
+
 std::vector<c10::IValue> warmup_inputs(const LoadOptions& options, const Metadata& metadata,
                                        std::vector<std::string>& notes) {
   if (!options.warmup_inputs.empty() || options.warmup_runs < 1) return options.warmup_inputs;
   // An image model's input is a float batch of a known shape; other models need explicit inputs.
   if (!metadata.preprocess || metadata.input_shape.empty()) return {};
-  // The metadata's shape is a guess, not an input the caller chose: one too large to make (a
-  // corrupt file's, found by fuzzing: 120 GB, or more elements than an int64 counts) is not
-  // made, and the model is not warmed up.
-  constexpr uint64_t kMaxElements = uint64_t{1} << 26;  // 256 MiB of float32
-  uint64_t elements = 1;
-  bool overflow = false;
-  for (const auto size : metadata.input_shape) {
-    overflow |= __builtin_mul_overflow(elements, static_cast<uint64_t>(size), &elements);
-  }
-  if (overflow || elements > kMaxElements) {
+  // The metadata's shape is a guess, not an input the caller chose: one too large to make is
+  // not made, and the model is not warmed up.
+  if (!warmup_shape_fits(metadata.input_shape)) {
     notes.push_back("not warmed up: the metadata's input_shape " +
                     c10::str(c10::IntArrayRef(metadata.input_shape)) +
-                    " is larger than a warm-up input may be (" + std::to_string(kMaxElements) +
-                    " elements)");
+                    " is larger than a warm-up input may be (" +
+                    std::to_string(kMaxWarmupElements) + " elements)");
     return {};
   }
   try {

@@ -4,6 +4,7 @@
 // method it lacks -- and a backend runs the calls. What a format lacks is said here, once.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -12,6 +13,7 @@
 #include <ATen/core/function_schema.h>
 #include <ATen/core/ivalue.h>
 #include <c10/core/Device.h>
+#include <c10/util/ArrayRef.h>
 
 #include "core/load_options.h"
 #include "core/metadata.h"
@@ -76,6 +78,14 @@ class Backend {
 // Checks `args` against `signature` (without self: it counts what the caller gave), filling in
 // defaults. Throws ArgumentError.
 void check_arguments(const c10::FunctionSchema& signature, std::vector<c10::IValue>& args);
+
+// The most elements a warm-up input made from a guess (a file's metadata) may have: a corrupt
+// file's shape, found by fuzzing, asked for 120 GB.
+inline constexpr uint64_t kMaxWarmupElements = uint64_t{1} << 26;  // 256 MiB of float32
+
+// Whether a warm-up input of `shape`, a guess from a file's metadata, is small enough to make
+// (at most kMaxWarmupElements, counted without overflowing).
+bool warmup_shape_fits(c10::IntArrayRef shape);
 
 // The arguments of forward a load warms the model up on: the caller's, or an input made from
 // the metadata's input_shape for an image model (unless it is absurdly large: then `notes`

@@ -123,12 +123,17 @@ def _first_dimensions(example: tuple[Any, ...]) -> set[int]:
     return {value.shape[0] for value in example if isinstance(value, torch.Tensor) and value.dim()}
 
 
-def _grown_batch(example: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    """The example with one more row, to prove a dynamic batch dimension; None if its tensors
-    do not share a first dimension."""
-    if len(_first_dimensions(example)) != 1:
+def _grown_batch(example: tuple[Any, ...], static: Sequence[int]) -> tuple[Any, ...] | None:
+    """The example grown to the smallest batch above its own that no static model of the
+    package answers (so the dynamic model does), to prove its dynamic batch dimension; None
+    if the example's tensors do not share a first dimension."""
+    sizes = _first_dimensions(example)
+    if len(sizes) != 1:
         return None
-    return tuple(torch.cat([value, value[:1]]) for value in example)
+    rows = sizes.pop() + 1
+    while rows in static:
+        rows += 1
+    return at_batch(example, rows)
 
 
 def _calibration_batches(
@@ -193,7 +198,9 @@ def _static_batches(
         return ()
     if chosen.name != "aoti":
         raise ValueError(f"static_batches= is for AOTInductor packages (.pt2), not {chosen.title}")
-    if not all(isinstance(batch, int) and batch >= 1 for batch in batches):
+    if not all(
+        isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 for batch in batches
+    ):
         raise ValueError(f"static_batches must be batch sizes of 1 or more, not {batches}")
     if len(set(batches)) != len(batches):
         raise ValueError(f"static_batches lists a batch size twice: {batches}")
@@ -376,9 +383,10 @@ def export(
             input_sets[1:]
             + [(f"calibration batch #{n + 1}", b) for n, b in enumerate(calibration_batches)],
         )
-    input_sets += [
+    input_sets += [  # the example's own batch, if listed, is the example's input set
         (f"the example at batch {batch} (compiled for it alone)", at_batch(example, batch))
         for batch in static
+        if batch not in _first_dimensions(example)
     ]
     options = ExportOptions(
         method,
@@ -405,7 +413,7 @@ def export(
                 "(method='script')"
             ) from None
         hint = written.hint
-        grown = _grown_batch(example) if chosen.torch_export and dynamic_batch else None
+        grown = _grown_batch(example, static) if chosen.torch_export and dynamic_batch else None
         if grown is not None:
             rows = grown[0].shape[0]
             input_sets.append((f"the example grown to {rows} rows (the batch is dynamic)", grown))

@@ -86,7 +86,8 @@ def quantized_program(
 
 def regrouped(calibration: Sequence[tuple[Any, ...]], batch: int) -> tuple[tuple[Any, ...], ...]:
     """The calibration batches' rows in batches of `batch` rows (the model compiled for that
-    batch alone calibrates on the same data); rows repeated where there are fewer."""
+    batch alone calibrates on the same data); rows repeated where there are fewer, and the
+    last rows that fill no whole batch left out."""
     columns = [torch.cat(values) for values in zip(*calibration, strict=True)]
     rows = columns[0].shape[0]
     return tuple(

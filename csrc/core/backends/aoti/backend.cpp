@@ -1,6 +1,7 @@
 #include "core/backends/aoti/backend.h"
 
 #include <cstdlib>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -21,15 +22,28 @@ std::unique_ptr<torch::inductor::AOTIModelPackageLoader> open_model(const std::s
       device.is_cpu() ? c10::DeviceIndex{-1} : device.index());
 }
 
-// Zeros of a static model's input shapes, to warm it up.
-std::vector<c10::IValue> zeros_for(const std::vector<TensorSpec>& specs) {
-  std::vector<c10::IValue> inputs;
+// Zeros of `specs`' shapes, to warm up a model; none if a shape is dynamic or too large to
+// make (the package's metadata is a guess, as a warm-up input made from it).
+std::vector<at::Tensor> zeros_for(const std::vector<TensorSpec>& specs) {
+  std::vector<at::Tensor> inputs;
   for (const auto& spec : specs) {
     std::vector<int64_t> sizes;
     for (const auto& dimension : spec.shape) sizes.push_back(dimension.size);
-    inputs.emplace_back(at::zeros(sizes, at::TensorOptions().dtype(spec.dtype)));
+    if (!warmup_shape_fits(sizes)) return {};
+    try {
+      inputs.push_back(at::zeros(sizes, at::TensorOptions().dtype(spec.dtype)));
+    } catch (const c10::Error&) {
+      return {};
+    }
   }
   return inputs;
+}
+
+std::vector<at::Tensor> tensors_of(const std::vector<c10::IValue>& args) {
+  std::vector<at::Tensor> tensors;
+  tensors.reserve(args.size());
+  for (const auto& arg : args) tensors.push_back(arg.toTensor());
+  return tensors;
 }
 
 }  // namespace
@@ -74,7 +88,7 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
     call_spec = package->loader_->get_call_spec();
     for (auto& model : description.static_models) {
       package->static_loaders_.push_back(
-          {std::move(model.inputs), open_model(path, model.name, device)});
+          {model.batch, std::move(model.inputs), open_model(path, model.name, device)});
     }
   } catch (const c10::Error& e) {
     throw LoadError("cannot load " + source +
@@ -117,10 +131,7 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
   const auto inputs = warmup_inputs(options, package->metadata_, notes);
   if (!inputs.empty()) {
     try {
-      package->run("forward", package->signatures_.at("forward"), inputs);
-      for (const auto& model : package->static_loaders_) {
-        package->run("forward", package->signatures_.at("forward"), zeros_for(model.inputs));
-      }
+      package->warm_up(inputs);
     } catch (const InferenceError& e) {
       // Inputs the caller gave must work; an input guessed from the metadata may not fit.
       if (!options.warmup_inputs.empty()) {
@@ -135,10 +146,36 @@ std::unique_ptr<AotiBackend> AotiBackend::load(const std::string& path, const st
 c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& signature,
                              std::vector<c10::IValue> args) const {
   check_arguments(signature, args);
-  std::vector<at::Tensor> inputs;
-  inputs.reserve(args.size());
-  for (const auto& arg : args) inputs.push_back(arg.toTensor());
-  auto& loader = loader_for(inputs);
+  auto inputs = tensors_of(args);
+  auto& loader = loader_for(inputs);  // before the call's argument takes `inputs` away
+  return call(loader, std::move(inputs));
+}
+
+void AotiBackend::warm_up(std::vector<c10::IValue> args) const {
+  check_arguments(signatures_.at("forward"), args);
+  const auto inputs = tensors_of(args);
+  auto* reached = &loader_for(inputs);
+  call(*reached, inputs);
+  std::vector<std::pair<torch::inductor::AOTIModelPackageLoader*, const std::vector<TensorSpec>*>>
+      others{{loader_.get(), &inputs_}};
+  for (const auto& model : static_loaders_) others.emplace_back(model.loader.get(), &model.inputs);
+  for (const auto& [loader, specs] : others) {
+    if (loader == reached) continue;
+    auto zeros = zeros_for(*specs);
+    if (!zeros.empty()) {
+      try {
+        call(*loader, std::move(zeros));
+      } catch (const InferenceError&) {
+        // zeros are a guess at a valid input: the model's first call allocates instead
+      }
+    } else if (admits(*specs, inputs)) {
+      call(*loader, inputs);
+    }
+  }
+}
+
+c10::IValue AotiBackend::call(torch::inductor::AOTIModelPackageLoader& loader,
+                              std::vector<at::Tensor> inputs) const {
   // The compiled kernels index their inputs as contiguous tensors on the package's device.
   for (auto& input : inputs) input = input.to(device_).contiguous();
   c10::NoGradGuard no_grad;
@@ -160,8 +197,13 @@ c10::IValue AotiBackend::run(const std::string&, const c10::FunctionSchema& sign
 
 torch::inductor::AOTIModelPackageLoader& AotiBackend::loader_for(
     const std::vector<at::Tensor>& inputs) const {
-  for (const auto& model : static_loaders_) {
-    if (admits(model.inputs, inputs)) return *model.loader;
+  if (!inputs.empty() && inputs[0].dim() > 0) {
+    for (const auto& model : static_loaders_) {
+      if (model.batch == inputs[0].size(0)) {
+        if (admits(model.inputs, inputs)) return *model.loader;
+        break;
+      }
+    }
   }
   check_inputs(inputs_, inputs);
   return *loader_;

@@ -51,12 +51,21 @@ class AotiBackend final : public Backend {
  private:
   AotiBackend(std::string source, c10::Device device);
 
-  // The loader for the inputs given: a static-batch model's that admits them, else loader_.
+  // The loader for the inputs given: the static-batch model of their batch if it admits
+  // them, else loader_ (ArgumentError if it does not).
   torch::inductor::AOTIModelPackageLoader& loader_for(const std::vector<at::Tensor>& inputs) const;
+  // Runs `loader` on `inputs` (checked already) and nests its outputs.
+  c10::IValue call(torch::inductor::AOTIModelPackageLoader& loader,
+                   std::vector<at::Tensor> inputs) const;
+  // Runs every model once (its first call allocates its buffers): the one a call of `args`
+  // runs on them, each other one on zeros of its shapes where they are static, else on `args`
+  // if it admits them. Throws what a call of `args` throws; the zeros' runs may fail.
+  void warm_up(std::vector<c10::IValue> args) const;
 
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   // Models compiled for one batch size each (tsnative.export's static_batches), tried first.
   struct StaticLoader {
+    int64_t batch;
     std::vector<TensorSpec> inputs;
     std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   };

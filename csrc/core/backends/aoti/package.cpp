@@ -3,8 +3,10 @@
 #include <sys/utsname.h>
 
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <nlohmann/json.hpp>
@@ -117,6 +119,18 @@ std::string mismatch(const TensorSpec& spec, const at::Tensor& tensor) {
   return "";
 }
 
+// The first of `inputs` (as many as `specs`) that `specs` does not admit, and why; none if
+// they admit them all.
+std::optional<std::pair<size_t, std::string>> first_mismatch(
+    const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
+  for (size_t i = 0; i < specs.size() && i < inputs.size(); ++i) {
+    if (auto problem = mismatch(specs[i], inputs[i]); !problem.empty()) {
+      return std::make_pair(i, std::move(problem));
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::vector<TensorSpec> parse_inputs(const std::string& json) {
@@ -147,23 +161,18 @@ std::vector<TensorSpec> parse_inputs(const std::string& json) {
 }
 
 bool admits(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
-  if (specs.size() != inputs.size()) return false;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (!mismatch(specs[i], inputs[i]).empty()) return false;
-  }
-  return true;
+  return specs.size() == inputs.size() && !first_mismatch(specs, inputs);
 }
 
 std::string static_model_name(int64_t batch) { return "batch_" + std::to_string(batch); }
 
 void check_inputs(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
-  for (size_t i = 0; i < specs.size() && i < inputs.size(); ++i) {
-    if (const auto problem = mismatch(specs[i], inputs[i]); !problem.empty()) {
-      throw ArgumentError("forward() argument '" + specs[i].name + "' was exported as " +
-                          describe(specs[i]) + " and got " + describe(inputs[i]) + ": " + problem +
-                          " differs; a package runs only the dtypes and shapes it was " +
-                          "compiled for (export again with another example, or to .pt)");
-    }
+  if (const auto found = first_mismatch(specs, inputs)) {
+    const auto& [i, problem] = *found;
+    throw ArgumentError("forward() argument '" + specs[i].name + "' was exported as " +
+                        describe(specs[i]) + " and got " + describe(inputs[i]) + ": " + problem +
+                        " differs; a package runs only the dtypes and shapes it was " +
+                        "compiled for (export again with another example, or to .pt)");
   }
 }
 
@@ -194,10 +203,12 @@ std::unordered_map<std::string, std::string> read_entries(
   return entries;
 }
 
-// The static-batch models kStaticBatchesMetadataKey lists, each read and checked.
+// The static-batch models kStaticBatchesMetadataKey lists, each read and checked: as many
+// inputs as forward's (`forward_inputs`, if described), all static, each of `batch` rows.
 std::vector<StaticModel> read_static_models(
-    const std::string& json, const std::string& path, const std::string& source,
-    const c10::Device& device, const std::function<bool(const std::string&)>& cpu_has) {
+    const std::string& json, const std::vector<TensorSpec>& forward_inputs, const std::string& path,
+    const std::string& source, const c10::Device& device,
+    const std::function<bool(const std::string&)>& cpu_has) {
   std::vector<StaticModel> models;
   try {
     for (const auto& entry : Json::parse(json)) {
@@ -209,15 +220,26 @@ std::vector<StaticModel> read_static_models(
       }
       models.push_back({batch, static_model_name(batch), {}});
     }
+    if (models.empty()) throw std::invalid_argument("an empty list");
   } catch (const std::exception& e) {
-    throw LoadError("cannot load " + source + ": its '" + kStaticBatchesMetadataKey +
-                    "' lists no batch sizes: " + first_line(e.what()));
+    throw LoadError(
+        "cannot load " + source + ": its '" + kStaticBatchesMetadataKey +
+        "' is not a list of distinct batch sizes of 1 or more: " + first_line(e.what()));
   }
   for (auto& model : models) {
     const auto entries = read_entries(path, source, model.name, device, cpu_has);
     try {
       model.inputs = parse_inputs(value_of(entries, kInputsMetadataKey));
+      if (!forward_inputs.empty() && model.inputs.size() != forward_inputs.size()) {
+        throw std::invalid_argument(std::to_string(model.inputs.size()) +
+                                    " inputs where forward takes " +
+                                    std::to_string(forward_inputs.size()));
+      }
       for (const auto& spec : model.inputs) {
+        if (spec.shape.empty() || spec.shape[0].size != model.batch) {
+          throw std::invalid_argument(spec.name + "'s first dimension is not " +
+                                      std::to_string(model.batch));
+        }
         for (const auto& dimension : spec.shape) {
           if (dimension.size < 0) throw std::invalid_argument(spec.name + " has a dynamic size");
         }
@@ -254,7 +276,8 @@ PackageDescription read_package(const std::string& path, const std::string& sour
                         (inputs_json.empty() ? "; inputs checked by the package's own code" : "");
   const auto static_batches = value_of(package.entries, kStaticBatchesMetadataKey);
   if (!static_batches.empty()) {
-    package.static_models = read_static_models(static_batches, path, source, device, cpu_has);
+    package.static_models =
+        read_static_models(static_batches, package.inputs, path, source, device, cpu_has);
     std::string batches;
     for (const auto& model : package.static_models) {
       batches += (batches.empty() ? "" : ", ") + std::to_string(model.batch);

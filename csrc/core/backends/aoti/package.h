@@ -29,7 +29,8 @@ inline constexpr const char* kInputsMetadataKey = "tsnative.inputs";
 // it compiles with -mavx512bf16 where the exporting CPU has AVX512-BF16, and says nothing.
 inline constexpr const char* kCpuFlagsMetadataKey = "tsnative.cpu_flags";
 
-// The model aoti_compile_and_package writes for one exported program.
+// The name of a package's main model: the one aoti_compile_and_package writes for an exported
+// program, and package_aoti's key for the dynamic model beside static-batch ones.
 inline constexpr const char* kPackageModelName = "model";
 
 // Key of the metadata entry (kPackageModelName's) that lists the batch sizes for which the
